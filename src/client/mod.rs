@@ -1,0 +1,214 @@
+//! The `pub` and `sub` commands: one QUIC connection to a relay on a monoio event loop.
+//!
+//! The loop is the shard's, for one connection: receive -> QUIC timers -> session events ->
+//! the command's logic ([`App`]) -> flush and send -> sleep until the socket, the timer or
+//! the command's own wake-up (stdin data) fires.
+
+mod publish;
+mod subscribe;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Instant;
+
+use ring::rand::SecureRandom;
+use url::Url;
+
+use crate::net::quic::{self, MAX_DATAGRAM_SIZE};
+use crate::net::udp::UdpIo;
+use crate::session::{zc::BytesFactory, Event, Session, SessionConfig};
+use crate::wire::{ErrorCode, Version};
+
+pub use publish::{PublishOptions, Publisher};
+pub use subscribe::{SubscribeOptions, Subscriber};
+
+/// How the client checks the relay's certificate.
+#[derive(Debug, Clone)]
+pub enum Verify {
+    /// Against the system's CA roots.
+    Roots,
+    /// Against a SHA-256 fingerprint (hex) of the leaf certificate.
+    Fingerprint(String),
+    /// Not at all.
+    Disabled,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Connect {
+    pub url: Url,
+    /// Versions to offer, newest first.
+    pub versions: Vec<Version>,
+    pub verify: Verify,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad URL {0}: expected moql://HOST:PORT/PATH")]
+    Url(String),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("QUIC: {0}")]
+    Quic(#[from] quiche::Error),
+    #[error("the relay's certificate fingerprint {got} does not match {want}")]
+    Fingerprint { got: String, want: String },
+    #[error("connection closed: {0}")]
+    Closed(String),
+    #[error("{0}")]
+    App(String),
+}
+
+/// A command's logic on top of the session.
+pub trait App {
+    fn on_event(&mut self, session: &mut Session, event: Event);
+    /// Called once per loop turn; `Some` ends the command.
+    fn poll(&mut self, session: &mut Session, now: Instant) -> Option<Result<(), ClientError>>;
+    /// Extra wake-up source (e.g. stdin data ready).
+    fn wake(&self) -> Option<&monoio::net::UnixStream> {
+        None
+    }
+}
+
+fn resolve(url: &Url) -> Result<(String, SocketAddr), ClientError> {
+    if !matches!(url.scheme(), "moql" | "moqt") {
+        return Err(ClientError::Url(url.to_string()));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| ClientError::Url(url.to_string()))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let port = url.port().unwrap_or(443);
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|_| ClientError::Resolve(host.clone()))?
+        .next()
+        .ok_or_else(|| ClientError::Resolve(host.clone()))?;
+    Ok((host, addr))
+}
+
+/// Runs `app` over a connection to `connect.url` until it finishes.
+pub fn run<A: App>(connect: Connect, app: A) -> Result<(), ClientError> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()?;
+    rt.block_on(drive(connect, app))
+}
+
+async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> {
+    let (host, peer) = resolve(&connect.url)?;
+    let local: SocketAddr = if peer.is_ipv4() {
+        "0.0.0.0:0".parse().expect("valid")
+    } else {
+        "[::]:0".parse().expect("valid")
+    };
+    let io = UdpIo::bind(local)?;
+    let mut config =
+        quic::client_config(&connect.versions, matches!(connect.verify, Verify::Roots))?;
+    let rng = ring::rand::SystemRandom::new();
+    let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
+    let mut origin = [0u8; 4];
+    let _ = rng.fill(&mut scid);
+    let _ = rng.fill(&mut origin);
+    let scid = quiche::ConnectionId::from_ref(&scid);
+    let conn = quiche::connect_with_buffer_factory::<BytesFactory>(
+        Some(&host),
+        &scid,
+        io.local_addr(),
+        peer,
+        &mut config,
+    )?;
+    let session_config = SessionConfig {
+        origin: u64::from(u32::from_le_bytes(origin)) | 1,
+        path: Some(connect.url.path().to_string()),
+        ..SessionConfig::default()
+    };
+    let mut session = Session::new(conn, session_config);
+    let mut buf = vec![0u8; 65536];
+    let mut out = vec![0u8; MAX_DATAGRAM_SIZE];
+    let mut events = Vec::new();
+    let mut checked = false;
+    loop {
+        while let Some((len, from)) = io.try_recv(&mut buf)? {
+            let info = quiche::RecvInfo {
+                from,
+                to: io.local_addr(),
+            };
+            let _ = session.conn_mut().recv(&mut buf[..len], info);
+        }
+        let now = Instant::now();
+        if session.conn().timeout_instant().is_some_and(|t| t <= now) {
+            session.conn_mut().on_timeout();
+        }
+        if !checked && session.conn().is_established() {
+            checked = true;
+            check_certificate(&mut session, &connect.verify)?;
+        }
+        session.process();
+        session.drain_events(&mut events);
+        let mut closed = false;
+        for event in events.drain(..) {
+            closed |= event == Event::Closed;
+            app.on_event(&mut session, event);
+        }
+        if let Some(result) = app.poll(&mut session, now) {
+            return result;
+        }
+        if closed {
+            return Err(ClientError::Closed(close_reason(&session)));
+        }
+        session.flush();
+        loop {
+            match session.conn_mut().send(&mut out) {
+                Ok((len, info)) => io.send(&out[..len], info.to),
+                Err(quiche::Error::Done) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let timeout = session
+            .conn()
+            .timeout_instant()
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        io.wait(timeout, app.wake()).await;
+    }
+}
+
+fn check_certificate(session: &mut Session, verify: &Verify) -> Result<(), ClientError> {
+    let Verify::Fingerprint(want) = verify else {
+        return Ok(());
+    };
+    let want = crate::tls::normalize_fingerprint(want);
+    let got = session
+        .conn()
+        .peer_cert()
+        .map(crate::tls::fingerprint)
+        .unwrap_or_default();
+    if got != want {
+        session.close(ErrorCode::Unauthorized, "certificate fingerprint mismatch");
+        return Err(ClientError::Fingerprint { got, want });
+    }
+    Ok(())
+}
+
+fn close_reason(session: &Session) -> String {
+    let conn = session.conn();
+    if let Some(e) = conn.peer_error() {
+        return format!(
+            "by the relay: code {} {}",
+            e.error_code,
+            String::from_utf8_lossy(&e.reason)
+        );
+    }
+    if let Some(e) = conn.local_error() {
+        return format!(
+            "locally: code {} {}",
+            e.error_code,
+            String::from_utf8_lossy(&e.reason)
+        );
+    }
+    if conn.is_timed_out() {
+        return "timed out (is the relay running?)".to_string();
+    }
+    "without an error".to_string()
+}

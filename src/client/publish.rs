@@ -1,0 +1,271 @@
+//! `moqring pub`: standard input cut into frames and groups, published as one track.
+//!
+//! Input is read by a helper thread into a bounded channel, so a slow network slows the
+//! reading instead of filling memory. Reading starts with the first subscription, so a
+//! publisher started before its relay subscribes loses nothing. At end of input the track
+//! is ended and the command waits until the relay has everything.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{App, ClientError};
+use crate::session::{path, Event, Frame, Session};
+use crate::wire::{ErrorCode, TrackInfo};
+
+/// Queued bytes above which input is not read.
+const MAX_QUEUED: usize = 4 << 20;
+/// How long to wait for the relay to take the end of the track.
+const END_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    pub broadcast: String,
+    pub track: String,
+    pub frame_size: usize,
+    pub group_frames: usize,
+}
+
+struct Input {
+    chunks: mpsc::Receiver<Bytes>,
+    wake: monoio::net::UnixStream,
+    wake_reader: UnixStream,
+}
+
+struct OpenGroup {
+    sequence: u64,
+    frames: usize,
+    prev_ts: u64,
+    streams: Vec<u64>,
+}
+
+pub struct Publisher {
+    options: PublishOptions,
+    /// Served subscribe streams, and whether each has seen its first group.
+    subs: Vec<(u64, bool)>,
+    input: Option<Input>,
+    group: Option<OpenGroup>,
+    next_sequence: u64,
+    started: Instant,
+    ending: Option<Instant>,
+    closing: bool,
+}
+
+impl Publisher {
+    pub fn new(options: PublishOptions) -> Self {
+        Self {
+            options,
+            subs: Vec::new(),
+            input: None,
+            group: None,
+            next_sequence: 0,
+            started: Instant::now(),
+            ending: None,
+            closing: false,
+        }
+    }
+
+    fn broadcast(&self, session: &Session) -> String {
+        path::join(session.root(), &path::normalize(&self.options.broadcast))
+    }
+
+    fn start_input(&mut self) -> Result<(), ClientError> {
+        let (tx, rx) = mpsc::sync_channel::<Bytes>(64);
+        let (wake_reader, wake_writer) = UnixStream::pair()?;
+        wake_reader.set_nonblocking(true)?;
+        let wake = monoio::net::UnixStream::from_std(wake_reader.try_clone()?)?;
+        let frame_size = self.options.frame_size.max(1);
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || read_stdin(frame_size, tx, wake_writer))?;
+        self.input = Some(Input {
+            chunks: rx,
+            wake,
+            wake_reader,
+        });
+        Ok(())
+    }
+
+    fn publish(&mut self, session: &mut Session, payload: Bytes) {
+        if self.group.is_none() {
+            let sequence = self.next_sequence;
+            self.next_sequence += 1;
+            let mut streams = Vec::with_capacity(self.subs.len());
+            for (sub, started) in &mut self.subs {
+                if !*started {
+                    *started = true;
+                    session.subscribe_start(*sub, sequence);
+                }
+                if let Some(id) = session.open_group(*sub, sequence) {
+                    streams.push(id);
+                }
+            }
+            self.group = Some(OpenGroup {
+                sequence,
+                frames: 0,
+                prev_ts: 0,
+                streams,
+            });
+        }
+        let group = self.group.as_mut().expect("opened above");
+        let ts = self.started.elapsed().as_millis() as u64;
+        let frame = Frame::new(payload, ts, group.prev_ts);
+        group.prev_ts = ts;
+        for id in &group.streams {
+            session.send_frame(*id, &frame);
+        }
+        group.frames += 1;
+        tracing::trace!(sequence = group.sequence, frames = group.frames, "frame");
+        if group.frames >= self.options.group_frames {
+            self.finish_group(session);
+        }
+    }
+
+    fn finish_group(&mut self, session: &mut Session) {
+        if let Some(group) = self.group.take() {
+            for id in group.streams {
+                session.finish_group(id);
+            }
+        }
+    }
+
+    fn end_track(&mut self, session: &mut Session, now: Instant) {
+        self.finish_group(session);
+        for (sub, _) in &self.subs {
+            session.subscribe_end(*sub, self.next_sequence);
+            session.end_subscription(*sub, None);
+        }
+        self.ending = Some(now);
+        tracing::info!(groups = self.next_sequence, "end of input, ending track");
+    }
+}
+
+fn read_stdin(frame_size: usize, tx: mpsc::SyncSender<Bytes>, mut wake: UnixStream) {
+    use std::io::Write;
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        let mut buf = vec![0u8; frame_size];
+        let mut filled = 0;
+        while filled < frame_size {
+            match stdin.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "reading stdin");
+                    break;
+                }
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        if tx.send(Bytes::from(buf)).is_err() {
+            return;
+        }
+        let _ = wake.write_all(&[1]);
+        if filled < frame_size {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = wake.write_all(&[0]);
+}
+
+impl App for Publisher {
+    fn on_event(&mut self, session: &mut Session, event: Event) {
+        match event {
+            Event::AnnounceInterest { stream, prefix } => {
+                let broadcast = self.broadcast(session);
+                if path::strip(&broadcast, &prefix).is_some() {
+                    session.reply_announces(stream, &[(&broadcast, &[])]);
+                } else {
+                    session.reply_announces(stream, &[]);
+                }
+            }
+            Event::TrackRequest {
+                stream,
+                broadcast,
+                track,
+            } => {
+                if broadcast == self.broadcast(session) && track == self.options.track {
+                    let info = TrackInfo {
+                        priority: 0,
+                        ordered: false,
+                        max_latency: Duration::ZERO,
+                        timescale: 1000,
+                    };
+                    session.reply_track(stream, &info);
+                } else {
+                    session.reject(stream, ErrorCode::NotFound);
+                }
+            }
+            Event::Subscribe { stream, request } => {
+                let ours = request.broadcast == self.broadcast(session)
+                    && request.track == self.options.track;
+                if !ours || self.ending.is_some() {
+                    session.reject(stream, ErrorCode::NotFound);
+                    return;
+                }
+                tracing::info!(stream, "subscribed");
+                session.subscribe_ok(stream, request.priority);
+                self.subs.push((stream, false));
+                if self.input.is_none() {
+                    if let Err(e) = self.start_input() {
+                        tracing::error!(error = %e, "cannot read stdin");
+                    }
+                }
+            }
+            Event::RequestCancelled { stream } => {
+                self.subs.retain(|(s, _)| *s != stream);
+            }
+            _ => {}
+        }
+    }
+
+    fn poll(&mut self, session: &mut Session, now: Instant) -> Option<Result<(), ClientError>> {
+        if self.closing {
+            return session.conn().is_closed().then_some(Ok(()));
+        }
+        if let Some(since) = self.ending {
+            if self.subs.is_empty() || now.duration_since(since) > END_TIMEOUT {
+                if !self.subs.is_empty() {
+                    tracing::warn!("relay did not confirm the end of the track in time");
+                }
+                self.closing = true;
+                session.close(ErrorCode::Cancel, "done");
+            }
+            return None;
+        }
+        let input = self.input.as_mut()?;
+        let mut drain = [0u8; 64];
+        while matches!(std::io::Read::read(&mut input.wake_reader, &mut drain), Ok(n) if n > 0) {}
+        let mut eof = false;
+        while session.queued_bytes() < MAX_QUEUED {
+            let Some(next) = self.input.as_ref().map(|i| i.chunks.try_recv()) else {
+                break;
+            };
+            match next {
+                Ok(chunk) => self.publish(session, chunk),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if eof {
+            self.input = None;
+            self.end_track(session, now);
+        }
+        None
+    }
+
+    fn wake(&self) -> Option<&monoio::net::UnixStream> {
+        self.input.as_ref().map(|i| &i.wake)
+    }
+}

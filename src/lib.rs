@@ -1,0 +1,13 @@
+//! moqring: a thread-per-core Media-over-QUIC (moq-lite) relay on quiche and monoio.
+//!
+//! `wire`, `session` and `relay` are sans-IO: bytes, events and calls in, bytes and calls
+//! out. `net` and `shard` own sockets, runtimes and threads; `client` holds the `pub` and
+//! `sub` commands. See DESIGN.md in the shared folder for the architecture.
+
+pub mod client;
+pub mod net;
+pub mod relay;
+pub mod session;
+pub mod shard;
+pub mod tls;
+pub mod wire;

@@ -1,0 +1,229 @@
+//! The `moqring` command line: `relay`, `pub` and `sub`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use url::Url;
+
+use moqring::client::{
+    self, Connect, PublishOptions, Publisher, SubscribeOptions, Subscriber, Verify,
+};
+use moqring::relay::RelayConfig;
+use moqring::session::SessionConfig;
+use moqring::shard::{self, ShardConfig};
+use moqring::tls;
+use moqring::wire::Version;
+
+#[derive(Parser)]
+#[command(
+    name = "moqring",
+    version,
+    about = "A Media-over-QUIC (moq-lite) relay built for throughput"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a relay.
+    Relay(RelayArgs),
+    /// Publish standard input as one track.
+    Pub(PubArgs),
+    /// Subscribe to one track and write its frames to standard output.
+    Sub(SubArgs),
+}
+
+#[derive(Args)]
+struct RelayArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4443")]
+    bind: SocketAddr,
+    /// Certificate chain (PEM); without it a self-signed certificate is generated.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// moq-lite versions to accept, by ALPN (default: all supported, newest first).
+    #[arg(long = "alpn", value_parser = parse_version)]
+    versions: Vec<Version>,
+    /// Largest frame payload accepted from a publisher, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_frame_size: usize,
+    /// Bytes a subscriber may have queued before its oldest groups are dropped.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_queued_bytes: usize,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Relay URL, e.g. moql://localhost:4443/anon
+    url: Url,
+    /// Broadcast path, relative to the URL path.
+    #[arg(long)]
+    broadcast: String,
+    /// Track name.
+    #[arg(long)]
+    track: String,
+    /// moq-lite version to offer, by ALPN (repeatable; default: all supported).
+    #[arg(long = "alpn", value_parser = parse_version)]
+    versions: Vec<Version>,
+    /// Do not verify the relay's certificate.
+    #[arg(long, conflicts_with = "tls_fingerprint")]
+    tls_disable_verify: bool,
+    /// Accept the relay's certificate only if its SHA-256 fingerprint (hex) matches.
+    #[arg(long)]
+    tls_fingerprint: Option<String>,
+}
+
+#[derive(Args)]
+struct PubArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Bytes of input per frame.
+    #[arg(long, default_value_t = 16384)]
+    frame_size: usize,
+    /// Frames per group.
+    #[arg(long, default_value_t = 32)]
+    group_frames: usize,
+}
+
+#[derive(Args)]
+struct SubArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn parse_version(s: &str) -> Result<Version, String> {
+    Version::ALL
+        .into_iter()
+        .find(|v| v.alpn() == s.as_bytes())
+        .ok_or_else(|| {
+            let known: Vec<String> = Version::ALL.iter().map(|v| v.to_string()).collect();
+            format!("unknown version {s}; supported: {}", known.join(", "))
+        })
+}
+
+fn versions_or_all(v: Vec<Version>) -> Vec<Version> {
+    if v.is_empty() {
+        Version::ALL.to_vec()
+    } else {
+        v
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Relay(args) => {
+            init_logging("info");
+            relay(args)
+        }
+        Command::Pub(args) => {
+            init_logging("warn");
+            let options = PublishOptions {
+                broadcast: args.client.broadcast.clone(),
+                track: args.client.track.clone(),
+                frame_size: args.frame_size,
+                group_frames: args.group_frames.max(1),
+            };
+            client::run(connect(args.client), Publisher::new(options)).map_err(|e| e.to_string())
+        }
+        Command::Sub(args) => {
+            init_logging("warn");
+            let options = SubscribeOptions {
+                broadcast: args.client.broadcast.clone(),
+                track: args.client.track.clone(),
+            };
+            let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            client::run(connect(args.client), Subscriber::new(options, out))
+                .map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moqring: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn connect(args: ClientArgs) -> Connect {
+    let verify = if args.tls_disable_verify {
+        Verify::Disabled
+    } else if let Some(fp) = args.tls_fingerprint {
+        Verify::Fingerprint(fp)
+    } else {
+        Verify::Roots
+    };
+    Connect {
+        url: args.url,
+        versions: versions_or_all(args.versions),
+        verify,
+    }
+}
+
+fn relay(args: RelayArgs) -> Result<(), String> {
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => tls::from_files(cert, key),
+        _ => tls::self_signed(),
+    }
+    .map_err(|e| e.to_string())?;
+    let versions = versions_or_all(args.versions);
+    let quic = moqring::net::quic::server_config(
+        &identity.cert.to_string_lossy(),
+        &identity.key.to_string_lossy(),
+        &versions,
+    )
+    .map_err(|e| format!("loading certificate: {e}"))?;
+    // quiche has read the files; a generated certificate's temporary copy can go.
+    let fingerprint = identity.fingerprint.clone();
+    drop(identity);
+    let origin = std::process::id() as u64 | 1 << 32;
+    let config = ShardConfig {
+        bind: args.bind,
+        quic,
+        relay: RelayConfig {
+            origin,
+            max_queued_bytes: args.max_queued_bytes,
+            ..RelayConfig::default()
+        },
+        session: SessionConfig {
+            origin,
+            path: None,
+            max_frame_size: args.max_frame_size,
+        },
+    };
+    let alpns: Vec<String> = versions.iter().map(|v| v.to_string()).collect();
+    let on_bound = Box::new(move |addr: SocketAddr| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "moqring relay listening on {addr}");
+        let _ = writeln!(out, "certificate sha256 fingerprint: {fingerprint}");
+        let _ = writeln!(out, "protocols: {}", alpns.join(", "));
+        let _ = out.flush();
+    });
+    let handle = std::thread::Builder::new()
+        .name("shard-0".into())
+        .spawn(move || shard::run(config, on_bound))
+        .map_err(|e| e.to_string())?;
+    match handle.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("relay: {e}")),
+        Err(_) => Err("relay thread panicked".into()),
+    }
+}

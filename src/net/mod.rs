@@ -1,0 +1,4 @@
+//! UDP sockets and QUIC transport settings; the only place that talks to the kernel's network.
+
+pub mod quic;
+pub mod udp;

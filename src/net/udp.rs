@@ -1,0 +1,101 @@
+//! A non-blocking UDP socket driven by a monoio (io_uring or epoll) runtime.
+//!
+//! Syscalls are plain non-blocking `recv_from`/`send_to` on a std socket, batched by the
+//! caller until `WouldBlock`; monoio only tells us when the socket is readable again and
+//! runs our timers. The monoio handle is a duplicate of the same socket.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Socket buffer size we ask for (the kernel caps it at net.core.{r,w}mem_max).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+pub struct UdpIo {
+    socket: UdpSocket,
+    ready: monoio::net::udp::UdpSocket,
+    local: SocketAddr,
+}
+
+impl UdpIo {
+    /// Binds `addr`; must run inside a monoio runtime.
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let socket = UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        set_buffer(&socket, libc::SO_RCVBUF);
+        set_buffer(&socket, libc::SO_SNDBUF);
+        let ready = monoio::net::udp::UdpSocket::from_std(socket.try_clone()?)?;
+        let local = socket.local_addr()?;
+        Ok(Self {
+            socket,
+            ready,
+            local,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// One datagram, or `None` when nothing is waiting.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+        match self.socket.recv_from(buf) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one datagram; a full socket buffer drops it (QUIC recovers the loss).
+    pub fn send(&self, buf: &[u8], to: SocketAddr) {
+        match self.socket.send_to(buf, to) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tracing::trace!("socket send buffer full, datagram dropped");
+            }
+            Err(e) => tracing::debug!(error = %e, %to, "send failed"),
+        }
+    }
+
+    /// Waits until the socket is readable, `wake` is readable, or `timeout` passes.
+    pub async fn wait(&self, timeout: Option<Duration>, wake: Option<&monoio::net::UnixStream>) {
+        let sleep = async {
+            match timeout {
+                Some(d) => monoio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let woken = async {
+            match wake {
+                Some(w) => {
+                    let _ = w.readable(false).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        monoio::select! {
+            _ = self.ready.readable(false) => {}
+            _ = sleep => {}
+            _ = woken => {}
+        }
+    }
+}
+
+fn set_buffer(socket: &UdpSocket, option: libc::c_int) {
+    let size = SOCKET_BUFFER as libc::c_int;
+    // SAFETY: the fd is a live socket owned by `socket`, and we pass a pointer to a local
+    // c_int with its exact size, as setsockopt(2) requires.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(option, "could not size socket buffer");
+    }
+}

@@ -1,0 +1,131 @@
+//! Announcements: which broadcasts are active, who publishes them, who wants to hear of them.
+
+use super::{Broadcast, Relay, SessionKey, Sessions, Watcher};
+use crate::session::path;
+use crate::wire::ErrorCode;
+
+impl Relay {
+    /// Session `key` wants announcements under `prefix` on `stream`.
+    pub(super) fn watch<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        stream: u64,
+        prefix: String,
+        sessions: &mut S,
+    ) {
+        let initial: Vec<(&str, &[u64])> = self
+            .broadcasts
+            .iter()
+            .filter(|(p, _)| path::strip(p, &prefix).is_some())
+            .filter_map(|(p, b)| {
+                let (publisher, hops) = b.publishers.last()?;
+                (*publisher != key).then_some((p.as_str(), hops.as_slice()))
+            })
+            .collect();
+        sessions.reply_announces(key, stream, &initial);
+        self.watchers.push(Watcher {
+            session: key,
+            stream,
+            prefix,
+        });
+    }
+
+    /// Tells every interested session (but the publisher) about a broadcast.
+    fn notify<S: Sessions>(
+        &self,
+        broadcast: &str,
+        publisher: SessionKey,
+        hops: &[u64],
+        active: bool,
+        sessions: &mut S,
+    ) {
+        for w in &self.watchers {
+            if w.session != publisher && path::strip(broadcast, &w.prefix).is_some() {
+                sessions.announce(w.session, w.stream, broadcast, hops, active);
+            }
+        }
+    }
+
+    /// Session `key` announced `broadcast`. A second publisher of the same path takes over:
+    /// the tracks of the first end and subscribers see the broadcast re-announced.
+    pub(super) fn publish<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        broadcast: String,
+        hops: Vec<u64>,
+        sessions: &mut S,
+    ) {
+        let entry = self
+            .broadcasts
+            .entry(broadcast.clone())
+            .or_insert_with(|| Broadcast {
+                publishers: Vec::new(),
+                tracks: Default::default(),
+            });
+        if entry.publishers.iter().any(|(s, _)| *s == key) {
+            return;
+        }
+        let previous = entry.publishers.last().map(|(s, h)| (*s, h.clone()));
+        entry.publishers.push((key, hops.clone()));
+        tracing::info!(%broadcast, session = key, "broadcast announced");
+        if let Some((old, old_hops)) = previous {
+            self.end_broadcast_tracks(&broadcast, sessions);
+            self.notify(&broadcast, old, &old_hops, false, sessions);
+        }
+        self.notify(&broadcast, key, &hops, true, sessions);
+    }
+
+    /// Session `key` no longer publishes `broadcast`.
+    pub(super) fn unpublish<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        broadcast: &str,
+        sessions: &mut S,
+    ) {
+        let Some(entry) = self.broadcasts.get_mut(broadcast) else {
+            return;
+        };
+        let Some(pos) = entry.publishers.iter().position(|(s, _)| *s == key) else {
+            return;
+        };
+        let was_active = pos + 1 == entry.publishers.len();
+        let (_, hops) = entry.publishers.remove(pos);
+        let next = entry.publishers.last().map(|(s, h)| (*s, h.clone()));
+        if !was_active {
+            return;
+        }
+        tracing::info!(%broadcast, session = key, "broadcast ended");
+        self.end_broadcast_tracks(broadcast, sessions);
+        self.notify(broadcast, key, &hops, false, sessions);
+        match next {
+            Some((s, h)) => self.notify(broadcast, s, &h, true, sessions),
+            None => {
+                self.broadcasts.remove(broadcast);
+            }
+        }
+    }
+
+    /// Unannounces everything session `key` published.
+    pub(super) fn unpublish_all<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
+        let mine: Vec<String> = self
+            .broadcasts
+            .iter()
+            .filter(|(_, b)| b.publishers.iter().any(|(s, _)| *s == key))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for broadcast in mine {
+            self.unpublish(key, &broadcast, sessions);
+        }
+    }
+
+    /// Ends every track of a broadcast whose publisher changed or left.
+    fn end_broadcast_tracks<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
+        let Some(entry) = self.broadcasts.get(broadcast) else {
+            return;
+        };
+        let tracks: Vec<usize> = entry.tracks.values().copied().collect();
+        for idx in tracks {
+            self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The relay core: broadcasts, tracks, subscription dedup and group fan-out, sans-IO.
+//!
+//! The relay turns session [`Event`]s into calls on [`Sessions`], the shard's view of its
+//! connections. It never sees a socket or a clock. One upstream subscription serves every
+//! subscriber of a track; each group is opened on each subscriber as its own stream, and
+//! every frame is handed on as shared `Bytes` handles. The latest group is kept so a late
+//! joiner starts at the current group, from its first frame.
+
+mod announce;
+mod sessions;
+mod track;
+
+use std::collections::HashMap;
+
+use slab::Slab;
+
+pub use sessions::{SessionKey, Sessions};
+use track::{Downstream, Track};
+
+use crate::session::Event;
+use crate::wire::{ErrorCode, Subscribe, TrackInfo};
+
+/// Limits the relay enforces.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Our origin id (announce hops).
+    pub origin: u64,
+    /// Bytes a subscriber session may have queued before its oldest groups are dropped.
+    pub max_queued_bytes: usize,
+    /// Groups of a track that may be open upstream at once before the oldest is cut.
+    pub max_open_groups: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            origin: 1,
+            max_queued_bytes: 16 << 20,
+            max_open_groups: 8,
+        }
+    }
+}
+
+/// Counters for tests and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    pub upstream_subscribes: u64,
+    pub downstream_subscribes: u64,
+    pub groups: u64,
+    pub frames: u64,
+    pub dropped_groups: u64,
+}
+
+/// Relay state of one session.
+#[derive(Debug, Default)]
+struct Peer {
+    /// Served subscriptions: subscribe stream -> track.
+    downstream: HashMap<u64, usize>,
+}
+
+/// One active broadcast and who publishes it.
+#[derive(Debug)]
+struct Broadcast {
+    /// Publishers, the last one active (a re-publish takes over).
+    publishers: Vec<(SessionKey, Vec<u64>)>,
+    tracks: HashMap<String, usize>,
+}
+
+/// An announce interest of a session.
+#[derive(Debug)]
+struct Watcher {
+    session: SessionKey,
+    stream: u64,
+    prefix: String,
+}
+
+/// The relay of one shard.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    broadcasts: HashMap<String, Broadcast>,
+    tracks: Slab<Track>,
+    watchers: Vec<Watcher>,
+    peers: HashMap<SessionKey, Peer>,
+    stats: RelayStats,
+}
+
+impl Relay {
+    pub fn new(config: RelayConfig) -> Self {
+        Self {
+            config,
+            broadcasts: HashMap::new(),
+            tracks: Slab::new(),
+            watchers: Vec::new(),
+            peers: HashMap::new(),
+            stats: RelayStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> RelayStats {
+        self.stats
+    }
+
+    /// Number of tracks with state (upstream subscription or waiting requests).
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Acts on one event of session `key`.
+    pub fn handle<S: Sessions>(&mut self, key: SessionKey, event: Event, sessions: &mut S) {
+        match event {
+            Event::Ready => {
+                self.peers.insert(key, Peer::default());
+                let root = sessions.root(key);
+                sessions.request_announces(key, &root);
+            }
+            Event::AnnounceInterest { stream, prefix } => self.watch(key, stream, prefix, sessions),
+            Event::Announced {
+                path, hops, active, ..
+            } => {
+                if active {
+                    self.publish(key, path, hops, sessions);
+                } else {
+                    self.unpublish(key, &path, sessions);
+                }
+            }
+            Event::AnnouncesEnded { .. } => self.unpublish_all(key, sessions),
+            Event::TrackRequest {
+                stream,
+                broadcast,
+                track,
+            } => self.track_request(key, stream, &broadcast, &track, sessions),
+            Event::Subscribe { stream, request } => self.subscribe(key, stream, request, sessions),
+            Event::RequestCancelled { stream } => self.cancel(key, stream, sessions),
+            Event::TrackInfo { token, info } => self.track_info(key, token, info, sessions),
+            Event::SubscribeAccepted { token, start } => {
+                tracing::debug!(token, ?start, "upstream subscription accepted");
+            }
+            Event::SubscribeEnd { token, group } => {
+                tracing::debug!(token, group, "upstream track ends");
+                if let Some(track) = self.upstream_track(key, token) {
+                    track.set_end(group, sessions);
+                }
+            }
+            Event::SubscriptionClosed { token, error } => {
+                tracing::debug!(token, ?error, "upstream subscription closed");
+                if self.upstream_track(key, token).is_some() {
+                    self.end_track(token, error, sessions);
+                }
+            }
+            Event::Group {
+                token, sequence, ..
+            } => {
+                let config = self.config.clone();
+                if let Some(track) = self.upstream_track(key, token) {
+                    let dropped = track.start_group(sequence, &config, sessions);
+                    self.stats.groups += 1;
+                    self.stats.dropped_groups += dropped;
+                }
+            }
+            Event::Frame {
+                token,
+                sequence,
+                frame,
+            } => {
+                if let Some(track) = self.upstream_track(key, token) {
+                    track.push_frame(sequence, frame, sessions);
+                    self.stats.frames += 1;
+                }
+            }
+            Event::GroupEnd {
+                token,
+                sequence,
+                error,
+            } => {
+                if let Some(track) = self.upstream_track(key, token) {
+                    track.end_group(sequence, error, sessions);
+                }
+            }
+            Event::Closed => self.remove_session(key, sessions),
+        }
+    }
+
+    /// The track of an upstream subscription event, if `key` still publishes it.
+    fn upstream_track(&mut self, key: SessionKey, token: usize) -> Option<&mut Track> {
+        self.tracks
+            .get_mut(token)
+            .filter(|t| t.publisher == key && t.upstream.is_some())
+    }
+
+    fn track_request<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        stream: u64,
+        broadcast: &str,
+        name: &str,
+        sessions: &mut S,
+    ) {
+        let Some(idx) = self.track_index(broadcast, name) else {
+            sessions.reject(key, stream, ErrorCode::NotFound);
+            return;
+        };
+        let track = &mut self.tracks[idx];
+        if let Some(info) = &track.info {
+            sessions.reply_track(key, stream, info);
+            return;
+        }
+        track.info_waiters.push((key, stream));
+        if track.info_requested {
+            return;
+        }
+        track.info_requested = true;
+        let publisher = track.publisher;
+        if sessions
+            .request_track(publisher, broadcast, name, idx)
+            .is_none()
+        {
+            // The publisher's version has no track properties: answer with defaults.
+            self.track_info(publisher, idx, default_info(), sessions);
+        }
+    }
+
+    fn track_info<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        token: usize,
+        info: TrackInfo,
+        sessions: &mut S,
+    ) {
+        let Some(track) = self.tracks.get_mut(token).filter(|t| t.publisher == key) else {
+            return;
+        };
+        for (session, stream) in track.info_waiters.drain(..) {
+            sessions.reply_track(session, stream, &info);
+        }
+        track.info = Some(info);
+        self.drop_if_unused(token, sessions);
+    }
+
+    fn subscribe<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        stream: u64,
+        request: Subscribe,
+        sessions: &mut S,
+    ) {
+        let Some(idx) = self.track_index(&request.broadcast, &request.track) else {
+            tracing::debug!(broadcast = %request.broadcast, track = %request.track, "subscribe to unknown broadcast");
+            sessions.reject(key, stream, ErrorCode::NotFound);
+            return;
+        };
+        self.stats.downstream_subscribes += 1;
+        let track = &mut self.tracks[idx];
+        if track.upstream.is_none() {
+            let publisher = track.publisher;
+            match sessions.subscribe(
+                publisher,
+                &request.broadcast,
+                &request.track,
+                request.priority,
+                idx,
+            ) {
+                Some(up) => {
+                    track.upstream = Some(up);
+                    self.stats.upstream_subscribes += 1;
+                    tracing::debug!(broadcast = %request.broadcast, track = %request.track, "upstream subscribe");
+                }
+                None => {
+                    sessions.reject(key, stream, ErrorCode::NotFound);
+                    self.drop_if_unused(idx, sessions);
+                    return;
+                }
+            }
+        }
+        sessions.subscribe_ok(key, stream, request.priority);
+        let sub = Downstream::new(key, stream);
+        track.add_subscriber(sub, sessions);
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.downstream.insert(stream, idx);
+        }
+    }
+
+    /// The session cancelled a request stream: a subscription or an announce interest.
+    fn cancel<S: Sessions>(&mut self, key: SessionKey, stream: u64, sessions: &mut S) {
+        self.watchers
+            .retain(|w| !(w.session == key && w.stream == stream));
+        let Some(idx) = self
+            .peers
+            .get_mut(&key)
+            .and_then(|p| p.downstream.remove(&stream))
+        else {
+            return;
+        };
+        if let Some(track) = self.tracks.get_mut(idx) {
+            track.remove_subscriber(key, stream);
+        }
+        self.drop_if_unused(idx, sessions);
+    }
+
+    /// Gets or creates the track state of an announced broadcast.
+    fn track_index(&mut self, broadcast: &str, name: &str) -> Option<usize> {
+        let b = self.broadcasts.get_mut(broadcast)?;
+        let (publisher, _) = b.publishers.last()?;
+        if let Some(&idx) = b.tracks.get(name) {
+            return Some(idx);
+        }
+        let idx = self.tracks.insert(Track::new(
+            broadcast.to_string(),
+            name.to_string(),
+            *publisher,
+        ));
+        b.tracks.insert(name.to_string(), idx);
+        Some(idx)
+    }
+
+    /// Forgets a track nobody needs any more, cancelling its upstream subscription.
+    fn drop_if_unused<S: Sessions>(&mut self, idx: usize, sessions: &mut S) {
+        let Some(track) = self.tracks.get(idx) else {
+            return;
+        };
+        if !track.subscribers.is_empty() || !track.info_waiters.is_empty() {
+            return;
+        }
+        let track = self.tracks.remove(idx);
+        if let Some(up) = track.upstream {
+            sessions.unsubscribe(track.publisher, up);
+        }
+        if let Some(b) = self.broadcasts.get_mut(&track.broadcast) {
+            if b.tracks.get(&track.name) == Some(&idx) {
+                b.tracks.remove(&track.name);
+            }
+        }
+    }
+
+    /// Ends a track for all its subscribers: clean when `error` is `None`.
+    fn end_track<S: Sessions>(&mut self, idx: usize, error: Option<u64>, sessions: &mut S) {
+        if !self.tracks.contains(idx) {
+            return;
+        }
+        let mut track = self.tracks.remove(idx);
+        if let Some(b) = self.broadcasts.get_mut(&track.broadcast) {
+            if b.tracks.get(&track.name) == Some(&idx) {
+                b.tracks.remove(&track.name);
+            }
+        }
+        for (session, stream) in track.info_waiters.drain(..) {
+            sessions.reject(session, stream, ErrorCode::NotFound);
+        }
+        let final_group = track.final_group();
+        for sub in track.subscribers.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&sub.session) {
+                peer.downstream.remove(&sub.stream);
+            }
+            sub.end(error, final_group, sessions);
+        }
+        if let Some(up) = track.upstream.take() {
+            sessions.unsubscribe(track.publisher, up);
+        }
+    }
+
+    fn remove_session<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
+        self.watchers.retain(|w| w.session != key);
+        self.unpublish_all(key, sessions);
+        if let Some(peer) = self.peers.remove(&key) {
+            for (stream, idx) in peer.downstream {
+                if let Some(track) = self.tracks.get_mut(idx) {
+                    track.remove_subscriber(key, stream);
+                }
+                self.drop_if_unused(idx, sessions);
+            }
+        }
+    }
+}
+
+/// Track properties for a publisher whose version does not carry them (lite-03/04).
+fn default_info() -> TrackInfo {
+    TrackInfo {
+        priority: 0,
+        ordered: false,
+        max_latency: std::time::Duration::ZERO,
+        timescale: crate::wire::DEFAULT_TIMESCALE,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,49 @@
+//! The relay's view of a shard's sessions: the calls it makes, addressed by session key.
+//!
+//! The shard implements this over its real `Session`s; tests implement it with a recorder,
+//! so relay logic is checked without sockets or QUIC.
+
+use crate::session::Frame;
+use crate::wire::{ErrorCode, TrackInfo};
+
+/// Identifies a session within a shard.
+pub type SessionKey = usize;
+
+/// Requests and replies the relay sends to sessions. Calls naming a session or stream that
+/// no longer exists are ignored.
+pub trait Sessions {
+    /// The session's root path (absolute).
+    fn root(&self, s: SessionKey) -> String;
+    fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64>;
+    fn reply_announces(&mut self, s: SessionKey, stream: u64, initial: &[(&str, &[u64])]);
+    fn announce(&mut self, s: SessionKey, stream: u64, broadcast: &str, hops: &[u64], active: bool);
+    fn subscribe(
+        &mut self,
+        s: SessionKey,
+        broadcast: &str,
+        track: &str,
+        priority: u8,
+        token: usize,
+    ) -> Option<u64>;
+    fn unsubscribe(&mut self, s: SessionKey, stream: u64);
+    /// `None` when the session's version has no track properties.
+    fn request_track(
+        &mut self,
+        s: SessionKey,
+        broadcast: &str,
+        track: &str,
+        token: usize,
+    ) -> Option<u64>;
+    fn reply_track(&mut self, s: SessionKey, stream: u64, info: &TrackInfo);
+    fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode);
+    fn subscribe_ok(&mut self, s: SessionKey, stream: u64, priority: u8);
+    fn subscribe_start(&mut self, s: SessionKey, stream: u64, group: u64);
+    fn subscribe_end(&mut self, s: SessionKey, stream: u64, group: u64);
+    fn end_subscription(&mut self, s: SessionKey, stream: u64, error: Option<u64>);
+    fn open_group(&mut self, s: SessionKey, stream: u64, sequence: u64) -> Option<u64>;
+    fn send_frame(&mut self, s: SessionKey, group: u64, frame: &Frame);
+    fn finish_group(&mut self, s: SessionKey, group: u64);
+    fn reset_group(&mut self, s: SessionKey, group: u64, code: u64);
+    /// Bytes queued in the session and not yet taken by QUIC.
+    fn queued_bytes(&self, s: SessionKey) -> usize;
+}

@@ -1,0 +1,450 @@
+//! Relay logic driven by events against a recording `Sessions`: no sockets, no QUIC.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::session::{Event, Frame};
+use crate::wire::{ErrorCode, Subscribe, TrackInfo};
+
+/// One call the relay made.
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    RequestAnnounces(SessionKey, String),
+    ReplyAnnounces(SessionKey, u64, Vec<String>),
+    Announce(SessionKey, u64, String, bool),
+    Subscribe(SessionKey, String, String, usize),
+    Unsubscribe(SessionKey, u64),
+    RequestTrack(SessionKey, String, String),
+    ReplyTrack(SessionKey, u64),
+    Reject(SessionKey, u64, ErrorCode),
+    SubscribeOk(SessionKey, u64),
+    SubscribeStart(SessionKey, u64, u64),
+    SubscribeEnd(SessionKey, u64, u64),
+    EndSubscription(SessionKey, u64, Option<u64>),
+    OpenGroup(SessionKey, u64, u64, u64),
+    Frame(SessionKey, u64, Bytes),
+    FinishGroup(SessionKey, u64),
+    ResetGroup(SessionKey, u64, u64),
+}
+
+#[derive(Default)]
+struct Recorder {
+    calls: Vec<Call>,
+    next_stream: u64,
+    /// Sessions whose version has track properties (lite-05).
+    lite05: Vec<SessionKey>,
+    queued: usize,
+}
+
+impl Recorder {
+    fn take(&mut self) -> Vec<Call> {
+        std::mem::take(&mut self.calls)
+    }
+
+    fn stream(&mut self) -> u64 {
+        self.next_stream += 4;
+        1000 + self.next_stream
+    }
+}
+
+impl Sessions for Recorder {
+    fn root(&self, _s: SessionKey) -> String {
+        String::new()
+    }
+    fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64> {
+        self.calls.push(Call::RequestAnnounces(s, prefix.into()));
+        Some(self.stream())
+    }
+    fn reply_announces(&mut self, s: SessionKey, stream: u64, initial: &[(&str, &[u64])]) {
+        let paths = initial.iter().map(|(p, _)| p.to_string()).collect();
+        self.calls.push(Call::ReplyAnnounces(s, stream, paths));
+    }
+    fn announce(&mut self, s: SessionKey, stream: u64, b: &str, _hops: &[u64], active: bool) {
+        self.calls.push(Call::Announce(s, stream, b.into(), active));
+    }
+    fn subscribe(&mut self, s: SessionKey, b: &str, t: &str, _p: u8, token: usize) -> Option<u64> {
+        self.calls
+            .push(Call::Subscribe(s, b.into(), t.into(), token));
+        Some(self.stream())
+    }
+    fn unsubscribe(&mut self, s: SessionKey, stream: u64) {
+        self.calls.push(Call::Unsubscribe(s, stream));
+    }
+    fn request_track(&mut self, s: SessionKey, b: &str, t: &str, _token: usize) -> Option<u64> {
+        if !self.lite05.contains(&s) {
+            return None;
+        }
+        self.calls.push(Call::RequestTrack(s, b.into(), t.into()));
+        Some(self.stream())
+    }
+    fn reply_track(&mut self, s: SessionKey, stream: u64, _info: &TrackInfo) {
+        self.calls.push(Call::ReplyTrack(s, stream));
+    }
+    fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode) {
+        self.calls.push(Call::Reject(s, stream, code));
+    }
+    fn subscribe_ok(&mut self, s: SessionKey, stream: u64, _priority: u8) {
+        self.calls.push(Call::SubscribeOk(s, stream));
+    }
+    fn subscribe_start(&mut self, s: SessionKey, stream: u64, group: u64) {
+        self.calls.push(Call::SubscribeStart(s, stream, group));
+    }
+    fn subscribe_end(&mut self, s: SessionKey, stream: u64, group: u64) {
+        self.calls.push(Call::SubscribeEnd(s, stream, group));
+    }
+    fn end_subscription(&mut self, s: SessionKey, stream: u64, error: Option<u64>) {
+        self.calls.push(Call::EndSubscription(s, stream, error));
+    }
+    fn open_group(&mut self, s: SessionKey, stream: u64, sequence: u64) -> Option<u64> {
+        let id = self.stream();
+        self.calls.push(Call::OpenGroup(s, stream, sequence, id));
+        Some(id)
+    }
+    fn send_frame(&mut self, s: SessionKey, group: u64, frame: &Frame) {
+        self.calls
+            .push(Call::Frame(s, group, frame.payload().clone()));
+    }
+    fn finish_group(&mut self, s: SessionKey, group: u64) {
+        self.calls.push(Call::FinishGroup(s, group));
+    }
+    fn reset_group(&mut self, s: SessionKey, group: u64, code: u64) {
+        self.calls.push(Call::ResetGroup(s, group, code));
+    }
+    fn queued_bytes(&self, _s: SessionKey) -> usize {
+        self.queued
+    }
+}
+
+const PUB: SessionKey = 1;
+
+fn subscribe(id: u64, broadcast: &str) -> Subscribe {
+    Subscribe {
+        id,
+        broadcast: broadcast.into(),
+        track: "video".into(),
+        priority: 0,
+        ordered: false,
+        max_latency: std::time::Duration::ZERO,
+        start_group: None,
+        end_group: None,
+    }
+}
+
+fn frame(payload: &'static [u8]) -> Frame {
+    Frame::new(Bytes::from_static(payload), 0, 0)
+}
+
+/// A relay with a publisher of `anon/demo` and sessions 2.. ready.
+fn relay_with_publisher(rec: &mut Recorder) -> Relay {
+    let mut relay = Relay::new(RelayConfig::default());
+    for s in [PUB, 2, 3, 4] {
+        relay.handle(s, Event::Ready, rec);
+    }
+    relay.handle(
+        PUB,
+        Event::Announced {
+            stream: 0,
+            path: "anon/demo".into(),
+            hops: vec![],
+            active: true,
+        },
+        rec,
+    );
+    rec.take();
+    relay
+}
+
+fn upstream_token(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .find_map(|c| match c {
+            Call::Subscribe(_, _, _, token) => Some(*token),
+            _ => None,
+        })
+        .expect("an upstream subscribe")
+}
+
+fn opened(calls: &[Call], session: SessionKey) -> Vec<(u64, u64)> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::OpenGroup(s, _, seq, id) if *s == session => Some((*seq, *id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn subscribers_share_one_upstream_subscription() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    for (s, stream) in [(2, 10), (3, 20), (4, 30)] {
+        relay.handle(
+            s,
+            Event::Subscribe {
+                stream,
+                request: subscribe(0, "anon/demo"),
+            },
+            &mut rec,
+        );
+    }
+    let calls = rec.take();
+    let upstream: Vec<_> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Subscribe(..)))
+        .collect();
+    assert_eq!(upstream.len(), 1, "one upstream subscription: {calls:?}");
+    assert_eq!(relay.stats().upstream_subscribes, 1);
+    assert_eq!(relay.stats().downstream_subscribes, 3);
+    let oks = calls
+        .iter()
+        .filter(|c| matches!(c, Call::SubscribeOk(..)))
+        .count();
+    assert_eq!(oks, 3);
+}
+
+#[test]
+fn groups_fan_out_and_late_joiner_starts_at_latest_group() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    let sub = |stream| Event::Subscribe {
+        stream,
+        request: subscribe(0, "anon/demo"),
+    };
+    relay.handle(2, sub(10), &mut rec);
+    let token = upstream_token(&rec.take());
+    let group = |sequence| Event::Group {
+        token,
+        stream: 3,
+        sequence,
+    };
+    let data = |sequence, payload| Event::Frame {
+        token,
+        sequence,
+        frame: frame(payload),
+    };
+    relay.handle(PUB, group(0), &mut rec);
+    relay.handle(PUB, data(0, b"a"), &mut rec);
+    relay.handle(
+        PUB,
+        Event::GroupEnd {
+            token,
+            sequence: 0,
+            error: None,
+        },
+        &mut rec,
+    );
+    relay.handle(PUB, group(1), &mut rec);
+    relay.handle(PUB, data(1, b"b"), &mut rec);
+    relay.handle(PUB, data(1, b"c"), &mut rec);
+    let calls = rec.take();
+    let groups = opened(&calls, 2);
+    assert_eq!(groups.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(calls.contains(&Call::FinishGroup(2, groups[0].1)));
+    assert!(calls.contains(&Call::SubscribeStart(2, 10, 0)));
+
+    // A late joiner gets group 1 from its first frame, then live frames.
+    relay.handle(3, sub(20), &mut rec);
+    relay.handle(PUB, data(1, b"d"), &mut rec);
+    let calls = rec.take();
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Subscribe(..))),
+        "joiner reuses the upstream subscription"
+    );
+    let late = opened(&calls, 3);
+    assert_eq!(late.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1]);
+    let got: Vec<Bytes> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Frame(3, id, p) if *id == late[0].1 => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![&b"b"[..], b"c", b"d"]);
+    assert!(calls.contains(&Call::SubscribeStart(3, 20, 1)));
+}
+
+#[test]
+fn group_reset_propagates_its_code() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 10,
+            request: subscribe(0, "anon/demo"),
+        },
+        &mut rec,
+    );
+    let token = upstream_token(&rec.take());
+    relay.handle(
+        PUB,
+        Event::Group {
+            token,
+            stream: 3,
+            sequence: 7,
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::GroupEnd {
+            token,
+            sequence: 7,
+            error: Some(42),
+        },
+        &mut rec,
+    );
+    let calls = rec.take();
+    let id = opened(&calls, 2)[0].1;
+    assert!(calls.contains(&Call::ResetGroup(2, id, 42)), "{calls:?}");
+}
+
+#[test]
+fn publisher_leaving_ends_subscriptions_and_republish_works() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(
+        3,
+        Event::AnnounceInterest {
+            stream: 50,
+            prefix: "anon".into(),
+        },
+        &mut rec,
+    );
+    assert!(rec
+        .take()
+        .contains(&Call::ReplyAnnounces(3, 50, vec!["anon/demo".into()])));
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 10,
+            request: subscribe(0, "anon/demo"),
+        },
+        &mut rec,
+    );
+    rec.take();
+    relay.handle(PUB, Event::Closed, &mut rec);
+    let calls = rec.take();
+    assert!(calls
+        .iter()
+        .any(|c| matches!(c, Call::EndSubscription(2, 10, Some(_)))));
+    assert!(calls.contains(&Call::Announce(3, 50, "anon/demo".into(), false)));
+    assert_eq!(relay.track_count(), 0);
+
+    // Subscribing now fails cleanly; publishing again brings it back.
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 14,
+            request: subscribe(1, "anon/demo"),
+        },
+        &mut rec,
+    );
+    assert!(rec
+        .take()
+        .contains(&Call::Reject(2, 14, ErrorCode::NotFound)));
+    relay.handle(5, Event::Ready, &mut rec);
+    relay.handle(
+        5,
+        Event::Announced {
+            stream: 0,
+            path: "anon/demo".into(),
+            hops: vec![],
+            active: true,
+        },
+        &mut rec,
+    );
+    assert!(rec
+        .take()
+        .contains(&Call::Announce(3, 50, "anon/demo".into(), true)));
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 18,
+            request: subscribe(2, "anon/demo"),
+        },
+        &mut rec,
+    );
+    assert!(rec
+        .take()
+        .iter()
+        .any(|c| matches!(c, Call::Subscribe(5, ..))));
+}
+
+#[test]
+fn last_subscriber_leaving_cancels_upstream() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    for (s, stream) in [(2, 10), (3, 20)] {
+        relay.handle(
+            s,
+            Event::Subscribe {
+                stream,
+                request: subscribe(0, "anon/demo"),
+            },
+            &mut rec,
+        );
+    }
+    rec.take();
+    relay.handle(2, Event::RequestCancelled { stream: 10 }, &mut rec);
+    assert!(!rec
+        .take()
+        .iter()
+        .any(|c| matches!(c, Call::Unsubscribe(..))));
+    relay.handle(3, Event::Closed, &mut rec);
+    assert!(rec
+        .take()
+        .iter()
+        .any(|c| matches!(c, Call::Unsubscribe(PUB, _))));
+    assert_eq!(relay.track_count(), 0);
+}
+
+#[test]
+fn track_request_is_forwarded_once_on_lite05() {
+    let mut rec = Recorder {
+        lite05: vec![PUB],
+        ..Default::default()
+    };
+    let mut relay = relay_with_publisher(&mut rec);
+    let req = |stream| Event::TrackRequest {
+        stream,
+        broadcast: "anon/demo".into(),
+        track: "video".into(),
+    };
+    relay.handle(2, req(10), &mut rec);
+    relay.handle(3, req(20), &mut rec);
+    let calls = rec.take();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::RequestTrack(..)))
+            .count(),
+        1
+    );
+    let info = TrackInfo {
+        priority: 1,
+        ordered: false,
+        max_latency: std::time::Duration::ZERO,
+        timescale: 1000,
+    };
+    relay.handle(PUB, Event::TrackInfo { token: 0, info }, &mut rec);
+    let calls = rec.take();
+    assert!(calls.contains(&Call::ReplyTrack(2, 10)));
+    assert!(calls.contains(&Call::ReplyTrack(3, 20)));
+}
+
+#[test]
+fn unknown_broadcast_is_rejected() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 10,
+            request: subscribe(0, "anon/missing"),
+        },
+        &mut rec,
+    );
+    assert_eq!(rec.take(), vec![Call::Reject(2, 10, ErrorCode::NotFound)]);
+}

@@ -1,0 +1,237 @@
+//! One track at the relay: its upstream subscription, its open and latest groups, and the
+//! fan-out of each group to every subscriber on a stream of its own.
+
+use std::collections::VecDeque;
+
+use smallvec::SmallVec;
+
+use super::{RelayConfig, SessionKey, Sessions};
+use crate::session::Frame;
+use crate::wire::{ErrorCode, TrackInfo};
+
+/// A group as the relay holds it: frames so far and how it ended.
+#[derive(Debug)]
+pub struct Group {
+    pub sequence: u64,
+    pub frames: Vec<Frame>,
+    /// `None` while open upstream; `Some(None)` finished; `Some(Some(code))` reset.
+    pub end: Option<Option<u64>>,
+}
+
+/// One subscriber of a track.
+#[derive(Debug)]
+pub struct Downstream {
+    pub session: SessionKey,
+    /// Its subscribe stream.
+    pub stream: u64,
+    started: bool,
+    /// Open group streams: (sequence, stream).
+    groups: SmallVec<[(u64, u64); 2]>,
+}
+
+impl Downstream {
+    pub fn new(session: SessionKey, stream: u64) -> Self {
+        Self {
+            session,
+            stream,
+            started: false,
+            groups: SmallVec::new(),
+        }
+    }
+
+    /// Opens `group` on this subscriber and sends what the relay has of it.
+    fn open<S: Sessions>(&mut self, group: &Group, sessions: &mut S) {
+        if !self.started {
+            self.started = true;
+            sessions.subscribe_start(self.session, self.stream, group.sequence);
+        }
+        let Some(id) = sessions.open_group(self.session, self.stream, group.sequence) else {
+            return;
+        };
+        for frame in &group.frames {
+            sessions.send_frame(self.session, id, frame);
+        }
+        match group.end {
+            None => self.groups.push((group.sequence, id)),
+            Some(None) => sessions.finish_group(self.session, id),
+            Some(Some(code)) => sessions.reset_group(self.session, id, code),
+        }
+    }
+
+    fn stream_of(&self, sequence: u64) -> Option<u64> {
+        self.groups
+            .iter()
+            .find(|(seq, _)| *seq == sequence)
+            .map(|(_, id)| *id)
+    }
+
+    /// Drops the oldest open groups while the session has too much queued. Returns how many.
+    fn shed<S: Sessions>(&mut self, limit: usize, sessions: &mut S) -> u64 {
+        let mut dropped = 0;
+        while !self.groups.is_empty() && sessions.queued_bytes(self.session) > limit {
+            let (sequence, id) = self.groups.remove(0);
+            tracing::debug!(
+                session = self.session,
+                sequence,
+                "slow subscriber: dropping group"
+            );
+            sessions.reset_group(self.session, id, ErrorCode::Lagged.code());
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Ends this subscription: open groups are reset on error, cut otherwise.
+    pub fn end<S: Sessions>(self, error: Option<u64>, end_group: Option<u64>, sessions: &mut S) {
+        let code = error.unwrap_or(ErrorCode::Cancel.code());
+        for (_, id) in &self.groups {
+            sessions.reset_group(self.session, *id, code);
+        }
+        if error.is_none() {
+            if let Some(group) = end_group {
+                sessions.subscribe_end(self.session, self.stream, group);
+            }
+        }
+        sessions.end_subscription(self.session, self.stream, error);
+    }
+}
+
+/// A track with state at the relay.
+#[derive(Debug)]
+pub struct Track {
+    pub broadcast: String,
+    pub name: String,
+    /// The session publishing it (the upstream).
+    pub publisher: SessionKey,
+    /// Our subscribe stream on the publisher, once subscribed.
+    pub upstream: Option<u64>,
+    pub info: Option<TrackInfo>,
+    pub info_requested: bool,
+    /// Track requests waiting for the publisher's answer.
+    pub info_waiters: SmallVec<[(SessionKey, u64); 1]>,
+    /// Open groups and the latest one, oldest first.
+    groups: VecDeque<Group>,
+    pub subscribers: Vec<Downstream>,
+    /// lite-05 SUBSCRIBE_END from upstream: the first group that will not exist.
+    end: Option<u64>,
+}
+
+impl Track {
+    pub fn new(broadcast: String, name: String, publisher: SessionKey) -> Self {
+        Self {
+            broadcast,
+            name,
+            publisher,
+            upstream: None,
+            info: None,
+            info_requested: false,
+            info_waiters: SmallVec::new(),
+            groups: VecDeque::new(),
+            subscribers: Vec::new(),
+            end: None,
+        }
+    }
+
+    /// The end of the track as a group sequence, when known or implied by the groups seen.
+    pub fn final_group(&self) -> Option<u64> {
+        self.end
+            .or_else(|| self.groups.back().map(|g| g.sequence.saturating_add(1)))
+    }
+
+    /// A new subscriber starts at the latest group, from its first frame.
+    pub fn add_subscriber<S: Sessions>(&mut self, mut sub: Downstream, sessions: &mut S) {
+        if let Some(latest) = self.groups.back() {
+            sub.open(latest, sessions);
+        }
+        self.subscribers.push(sub);
+    }
+
+    pub fn remove_subscriber(&mut self, session: SessionKey, stream: u64) {
+        self.subscribers
+            .retain(|s| !(s.session == session && s.stream == stream));
+    }
+
+    pub fn set_end<S: Sessions>(&mut self, group: u64, sessions: &mut S) {
+        self.end = Some(group);
+        for sub in &self.subscribers {
+            sessions.subscribe_end(sub.session, sub.stream, group);
+        }
+    }
+
+    /// Upstream opened group `sequence`: cache it and open it on every subscriber.
+    /// Returns how many subscriber groups were dropped to bound memory.
+    pub fn start_group<S: Sessions>(
+        &mut self,
+        sequence: u64,
+        config: &RelayConfig,
+        sessions: &mut S,
+    ) -> u64 {
+        // Keep the open groups and the newest; forget finished older ones at once.
+        self.groups.retain(|g| g.end.is_none());
+        while self.groups.len() >= config.max_open_groups {
+            if let Some(old) = self.groups.pop_front() {
+                self.cut_group(old.sequence, ErrorCode::Old.code(), sessions);
+            }
+        }
+        let group = Group {
+            sequence,
+            frames: Vec::new(),
+            end: None,
+        };
+        let mut dropped = 0;
+        for sub in &mut self.subscribers {
+            dropped += sub.shed(config.max_queued_bytes, sessions);
+            sub.open(&group, sessions);
+        }
+        self.groups.push_back(group);
+        dropped
+    }
+
+    pub fn push_frame<S: Sessions>(&mut self, sequence: u64, frame: Frame, sessions: &mut S) {
+        let Some(group) = self
+            .groups
+            .iter_mut()
+            .rev()
+            .find(|g| g.sequence == sequence)
+        else {
+            return;
+        };
+        for sub in &self.subscribers {
+            if let Some(id) = sub.stream_of(sequence) {
+                sessions.send_frame(sub.session, id, &frame);
+            }
+        }
+        group.frames.push(frame);
+    }
+
+    pub fn end_group<S: Sessions>(&mut self, sequence: u64, error: Option<u64>, sessions: &mut S) {
+        let Some(pos) = self.groups.iter().position(|g| g.sequence == sequence) else {
+            return;
+        };
+        self.groups[pos].end = Some(error);
+        for sub in &mut self.subscribers {
+            let Some(i) = sub.groups.iter().position(|(seq, _)| *seq == sequence) else {
+                continue;
+            };
+            let (_, id) = sub.groups.remove(i);
+            match error {
+                None => sessions.finish_group(sub.session, id),
+                Some(code) => sessions.reset_group(sub.session, id, code),
+            }
+        }
+        // Only the newest group is worth keeping once finished.
+        if pos + 1 != self.groups.len() {
+            self.groups.remove(pos);
+        }
+    }
+
+    /// Resets a group on every subscriber (it fell out of the relay's window).
+    fn cut_group<S: Sessions>(&mut self, sequence: u64, code: u64, sessions: &mut S) {
+        for sub in &mut self.subscribers {
+            if let Some(i) = sub.groups.iter().position(|(seq, _)| *seq == sequence) {
+                let (_, id) = sub.groups.remove(i);
+                sessions.reset_group(sub.session, id, code);
+            }
+        }
+    }
+}

@@ -1,0 +1,680 @@
+//! One QUIC connection's moq-lite state machine: stream bytes in, [`Event`]s out.
+//!
+//! A `Session` owns a quiche connection (itself sans-IO) and the per-stream parse and send
+//! state. The owner feeds it datagrams through [`Session::conn_mut`], calls
+//! [`Session::process`] to turn received stream data into events, calls the request and
+//! reply methods below to act, and [`Session::flush`] before taking packets out of quiche.
+//! It never touches a socket, a thread or a clock. The same type serves the relay (server)
+//! and the `pub`/`sub` commands (client). Paths in events and methods are absolute: the
+//! session joins and strips its root (the client's URL path on lite-05, else "").
+
+mod frame;
+pub mod path;
+mod recv;
+mod send;
+pub mod zc;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+pub use frame::Frame;
+use recv::{InStream, Kind};
+use send::{Class, Flushed, OutStream};
+pub use zc::{BytesFactory, Conn};
+
+use crate::wire::{
+    self, Announce, AnnounceOk, AnnounceRequest, ControlType, DataType, ErrorCode, GroupHeader,
+    Message, Setup, Subscribe, SubscribeOk, SubscribeResponse, TrackInfo, TrackRequest, Version,
+};
+
+/// Something the peer did that the owner must act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Handshake (and, on lite-05, the SETUP exchange) done: requests may flow.
+    Ready,
+    /// The peer wants announcements of broadcasts under `prefix` on `stream`.
+    AnnounceInterest { stream: u64, prefix: String },
+    /// The peer announced (or unannounced) a broadcast on our announce request `stream`.
+    Announced {
+        stream: u64,
+        path: String,
+        hops: Vec<u64>,
+        active: bool,
+    },
+    /// The peer stopped answering our announce request `stream`.
+    AnnouncesEnded { stream: u64 },
+    /// The peer asks for a track's properties (lite-05).
+    TrackRequest {
+        stream: u64,
+        broadcast: String,
+        track: String,
+    },
+    /// The peer subscribes (broadcast made absolute).
+    Subscribe { stream: u64, request: Subscribe },
+    /// The peer closed or reset a request stream it opened (subscribe, announce, track).
+    RequestCancelled { stream: u64 },
+    /// Answer to our track request `token`.
+    TrackInfo { token: usize, info: TrackInfo },
+    /// Our subscription `token` was accepted; `start` is the first group when known.
+    SubscribeAccepted { token: usize, start: Option<u64> },
+    /// Our subscription `token` ends before group `group` (lite-05).
+    SubscribeEnd { token: usize, group: u64 },
+    /// Our subscription `token` stream was finished (`error: None`) or reset.
+    SubscriptionClosed { token: usize, error: Option<u64> },
+    /// A group of subscription `token` started on uni stream `stream`.
+    Group {
+        token: usize,
+        stream: u64,
+        sequence: u64,
+    },
+    /// A whole frame of group `sequence`.
+    Frame {
+        token: usize,
+        sequence: u64,
+        frame: Frame,
+    },
+    /// Group `sequence` finished (`error: None`) or was reset with `error`.
+    GroupEnd {
+        token: usize,
+        sequence: u64,
+        error: Option<u64>,
+    },
+    /// The connection is closed; drop the session after handling this.
+    Closed,
+}
+
+/// Settings the owner chooses for a session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our origin id, sent in lite-05 SETUP and ANNOUNCE_OK (non-zero).
+    pub origin: u64,
+    /// Client only: the request path advertised in the lite-05 SETUP.
+    pub path: Option<String>,
+    /// Largest frame payload accepted from the peer.
+    pub max_frame_size: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            origin: 1,
+            path: None,
+            max_frame_size: 16 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    AwaitSetup,
+    Ready,
+    Closed,
+}
+
+/// A subscription the peer made to us, as far as the session tracks it.
+#[derive(Debug)]
+struct Served {
+    id: u64,
+    /// Group streams opened for it that may still be in flight.
+    groups: SmallVec<[u64; 4]>,
+    /// `Some` once the owner ended it: FIN (`None`) or reset code, after the groups complete.
+    ending: Option<Option<u64>>,
+}
+
+/// Our subscription on the peer.
+#[derive(Debug)]
+struct Upstream {
+    stream: u64,
+    token: usize,
+}
+
+/// One connection's protocol state.
+pub struct Session {
+    conn: Conn,
+    config: SessionConfig,
+    phase: Phase,
+    version: Option<Version>,
+    root: String,
+    recv: HashMap<u64, InStream>,
+    /// Write state of every stream we still write to.
+    send: HashMap<u64, OutStream>,
+    /// Streams with queued data or a pending FIN, in id order so older streams flush first.
+    dirty: BTreeSet<u64>,
+    /// Scratch list for `flush`, kept to avoid an allocation per turn.
+    flushing: Vec<u64>,
+    next_bidi: u64,
+    next_uni: u64,
+    next_sub_id: u64,
+    served: HashMap<u64, Served>,
+    /// Subscribe id -> our subscription.
+    upstream: HashMap<u64, Upstream>,
+    events: Vec<Event>,
+    queued: usize,
+    /// Served subscriptions waiting for their groups to complete before they end.
+    ending: Vec<u64>,
+    /// Announce interests we serve: stream -> absolute prefix.
+    announcing: HashMap<u64, String>,
+    /// Track requests waiting for our answer.
+    track_requests: HashSet<u64>,
+}
+
+impl Session {
+    pub fn new(conn: Conn, config: SessionConfig) -> Self {
+        let server = conn.is_server();
+        Self {
+            conn,
+            config,
+            phase: Phase::Handshake,
+            version: None,
+            root: String::new(),
+            recv: HashMap::new(),
+            send: HashMap::new(),
+            dirty: BTreeSet::new(),
+            flushing: Vec::new(),
+            next_bidi: if server { 1 } else { 0 },
+            next_uni: if server { 3 } else { 2 },
+            next_sub_id: 0,
+            served: HashMap::new(),
+            upstream: HashMap::new(),
+            events: Vec::new(),
+            queued: 0,
+            ending: Vec::new(),
+            announcing: HashMap::new(),
+            track_requests: HashSet::new(),
+        }
+    }
+
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The session's root path (absolute).
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Bytes queued in this session and not yet accepted by quiche.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued
+    }
+
+    /// Moves the events produced so far into `out`.
+    pub fn drain_events(&mut self, out: &mut Vec<Event>) {
+        out.append(&mut self.events);
+    }
+
+    /// Closes the connection with an application error (logged by the caller).
+    pub fn close(&mut self, code: ErrorCode, reason: &str) {
+        let _ = self.conn.close(true, code.code(), reason.as_bytes());
+    }
+
+    /// Handles what quiche received: handshake progress and readable streams.
+    pub fn process(&mut self) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if self.phase == Phase::Handshake && self.conn.is_established() {
+            self.on_established();
+        }
+        if matches!(self.phase, Phase::AwaitSetup | Phase::Ready) {
+            self.read_streams();
+        }
+        if self.conn.is_closed() {
+            self.phase = Phase::Closed;
+            self.events.push(Event::Closed);
+        }
+    }
+
+    fn on_established(&mut self) {
+        let Some(version) = Version::from_alpn(self.conn.application_proto()) else {
+            self.close(ErrorCode::Version, "unsupported ALPN");
+            return;
+        };
+        self.version = Some(version);
+        if version.has_setup_stream() {
+            let setup = Setup {
+                path: if self.conn.is_server() {
+                    None
+                } else {
+                    self.config.path.clone().filter(|p| !p.is_empty())
+                },
+                role: None,
+                probe: 0,
+                cost: None,
+                origin: Some(self.config.origin),
+            };
+            let id = self.open_uni();
+            let mut buf = BytesMut::new();
+            DataType::Setup.encode(&mut buf);
+            setup.encode(&mut buf, version);
+            self.write(id, buf.freeze());
+            self.finish_stream(id);
+        }
+        if self.conn.is_server() && version.has_setup_stream() {
+            self.phase = Phase::AwaitSetup;
+        } else {
+            if !self.conn.is_server() {
+                self.root = self
+                    .config
+                    .path
+                    .as_deref()
+                    .map(path::normalize)
+                    .unwrap_or_default();
+            }
+            self.become_ready();
+        }
+    }
+
+    fn become_ready(&mut self) {
+        self.phase = Phase::Ready;
+        self.events.push(Event::Ready);
+    }
+
+    /// Moves queued stream data into quiche and completes subscriptions whose groups are done.
+    pub fn flush(&mut self) {
+        if !self.ending.is_empty() {
+            self.complete_endings();
+        }
+        self.flushing.clear();
+        self.flushing.extend(self.dirty.iter().copied());
+        for i in 0..self.flushing.len() {
+            let id = self.flushing[i];
+            let Some(out) = self.send.get_mut(&id) else {
+                self.dirty.remove(&id);
+                continue;
+            };
+            let before = out.queued();
+            let state = out.flush(&mut self.conn, id);
+            self.queued -= before - out.queued();
+            match state {
+                Flushed::Pending => {}
+                Flushed::Idle => {
+                    self.dirty.remove(&id);
+                }
+                Flushed::Done => {
+                    self.dirty.remove(&id);
+                    self.send.remove(&id);
+                }
+                Flushed::Stopped(code) => {
+                    self.dirty.remove(&id);
+                    if let Some(out) = self.send.remove(&id) {
+                        self.queued -= out.queued();
+                    }
+                    self.on_stopped(id, code);
+                }
+            }
+        }
+    }
+
+    /// The peer sent STOP_SENDING on a stream we write.
+    fn on_stopped(&mut self, id: u64, code: u64) {
+        tracing::debug!(stream = id, code, "peer stopped stream");
+        let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
+    }
+
+    fn complete_endings(&mut self) {
+        let mut i = 0;
+        while i < self.ending.len() {
+            let stream = self.ending[i];
+            let finished = match self.served.get_mut(&stream) {
+                None => true,
+                Some(served) => {
+                    let conn = &mut self.conn;
+                    let send = &self.send;
+                    served
+                        .groups
+                        .retain(|g| send.contains_key(g) || conn.stream_capacity(*g).is_ok());
+                    served.groups.is_empty()
+                }
+            };
+            if !finished {
+                i += 1;
+                continue;
+            }
+            self.ending.swap_remove(i);
+            tracing::debug!(stream, "subscription groups complete, ending it");
+            if let Some(served) = self.served.remove(&stream) {
+                match served.ending {
+                    Some(Some(code)) => self.reset_stream(stream, code),
+                    _ => self.finish_stream(stream),
+                }
+            }
+        }
+    }
+
+    fn open_bidi(&mut self, kind: Kind) -> u64 {
+        let id = self.next_bidi;
+        self.next_bidi += 4;
+        self.recv.insert(id, InStream::new(kind));
+        id
+    }
+
+    fn open_uni(&mut self) -> u64 {
+        let id = self.next_uni;
+        self.next_uni += 4;
+        self.send.insert(id, OutStream::new(Class::Control, false));
+        id
+    }
+
+    fn write(&mut self, id: u64, chunk: Bytes) {
+        let out = self
+            .send
+            .entry(id)
+            .or_insert_with(|| OutStream::new(Class::Control, true));
+        self.queued += chunk.len();
+        out.push(chunk);
+        self.dirty.insert(id);
+    }
+
+    fn write_msg<M: Message>(&mut self, id: u64, msg: &M) {
+        let Some(version) = self.version else { return };
+        let mut buf = BytesMut::new();
+        msg.encode(&mut buf, version);
+        self.write(id, buf.freeze());
+    }
+
+    fn write_response(&mut self, id: u64, msg: &SubscribeResponse) {
+        let Some(version) = self.version else { return };
+        let mut buf = BytesMut::new();
+        msg.encode(&mut buf, version);
+        self.write(id, buf.freeze());
+    }
+
+    fn finish_stream(&mut self, id: u64) {
+        self.send
+            .entry(id)
+            .or_insert_with(|| OutStream::new(Class::Control, true))
+            .finish();
+        self.dirty.insert(id);
+    }
+
+    /// Resets our write side and stops reading a stream; drops its queues.
+    fn reset_stream(&mut self, id: u64, code: u64) {
+        if let Some(out) = self.send.remove(&id) {
+            self.queued -= out.queued();
+        }
+        let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
+        if wire_is_bidi(id) || !self.is_local(id) {
+            let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
+        }
+        self.recv.remove(&id);
+    }
+
+    fn is_local(&self, id: u64) -> bool {
+        (id & 1 == 1) == self.conn.is_server()
+    }
+
+    fn absolute(&self, rel: &str) -> String {
+        path::join(&self.root, &path::normalize(rel))
+    }
+
+    fn relative<'a>(&self, abs: &'a str) -> Option<&'a str> {
+        path::strip(abs, &self.root)
+    }
+
+    // ----- requests we make -----
+
+    /// Asks the peer for announcements under `prefix` (absolute); answers arrive as
+    /// [`Event::Announced`] on the returned stream.
+    pub fn request_announces(&mut self, prefix: &str) -> Option<u64> {
+        let rel = self.relative(prefix)?.to_string();
+        let id = self.open_bidi(Kind::AnnounceReplies { origin: None });
+        let mut buf = BytesMut::new();
+        ControlType::Announce.encode(&mut buf);
+        AnnounceRequest {
+            prefix: rel,
+            exclude_hop: self.config.origin,
+        }
+        .encode(&mut buf, self.version?);
+        self.write(id, buf.freeze());
+        Some(id)
+    }
+
+    /// Subscribes to `track` of broadcast `broadcast` (absolute); answers and groups carry `token`.
+    pub fn subscribe(
+        &mut self,
+        broadcast: &str,
+        track: &str,
+        priority: u8,
+        token: usize,
+    ) -> Option<u64> {
+        let version = self.version?;
+        let rel = self.relative(broadcast)?.to_string();
+        let id = self.open_bidi(Kind::SubscribeReplies { token });
+        let sub_id = self.next_sub_id;
+        self.next_sub_id += 1;
+        self.upstream.insert(sub_id, Upstream { stream: id, token });
+        let mut buf = BytesMut::new();
+        ControlType::Subscribe.encode(&mut buf);
+        Subscribe {
+            id: sub_id,
+            broadcast: rel,
+            track: track.to_string(),
+            priority,
+            ordered: false,
+            max_latency: Duration::ZERO,
+            start_group: None,
+            end_group: None,
+        }
+        .encode(&mut buf, version);
+        self.write(id, buf.freeze());
+        Some(id)
+    }
+
+    /// Ends our subscription on `stream`: FIN, then ignore its late groups.
+    pub fn unsubscribe(&mut self, stream: u64) {
+        self.upstream.retain(|_, up| up.stream != stream);
+        self.recv.remove(&stream);
+        let _ = self
+            .conn
+            .stream_shutdown(stream, quiche::Shutdown::Read, ErrorCode::Cancel.code());
+        self.finish_stream(stream);
+    }
+
+    /// Asks for a track's properties (lite-05); the answer is [`Event::TrackInfo`].
+    pub fn request_track(&mut self, broadcast: &str, track: &str, token: usize) -> Option<u64> {
+        let version = self.version?;
+        if !version.has_track_stream() {
+            return None;
+        }
+        let rel = self.relative(broadcast)?.to_string();
+        let id = self.open_bidi(Kind::TrackReplies { token });
+        let mut buf = BytesMut::new();
+        ControlType::Track.encode(&mut buf);
+        TrackRequest {
+            broadcast: rel,
+            track: track.to_string(),
+        }
+        .encode(&mut buf, version);
+        self.write(id, buf.freeze());
+        self.finish_stream(id);
+        Some(id)
+    }
+
+    // ----- replies to the peer's requests -----
+
+    /// Starts answering an announce interest: lite-05 sends ANNOUNCE_OK with the count of
+    /// `initial`, then each entry; older versions just the entries.
+    pub fn reply_announces(&mut self, stream: u64, initial: &[(&str, &[u64])]) {
+        let Some(version) = self.version else { return };
+        if version.has_announce_ok() {
+            let ok = AnnounceOk {
+                origin: self.config.origin,
+                active: initial.len() as u64,
+            };
+            self.write_msg(stream, &ok);
+        }
+        for (path, hops) in initial {
+            self.announce(stream, path, hops, true);
+        }
+    }
+
+    /// Tells the peer that `broadcast` (absolute) is active or ended on announce `stream`.
+    pub fn announce(&mut self, stream: u64, broadcast: &str, hops: &[u64], active: bool) {
+        let Some(version) = self.version else { return };
+        let Some(prefix) = self.announcing.get(&stream) else {
+            return;
+        };
+        let Some(suffix) = path::strip(broadcast, prefix) else {
+            return;
+        };
+        let mut hops: Vec<u64> = hops.to_vec();
+        if version == Version::Lite04 {
+            hops.push(self.config.origin);
+        }
+        let suffix = suffix.to_string();
+        let msg = if active {
+            Announce::Active { suffix, hops }
+        } else {
+            Announce::Ended { suffix, hops }
+        };
+        self.write_msg(stream, &msg);
+    }
+
+    /// Answers a track request and finishes the stream.
+    pub fn reply_track(&mut self, stream: u64, info: &TrackInfo) {
+        if !self.track_requests.remove(&stream) {
+            return;
+        }
+        self.write_msg(stream, info);
+        self.finish_stream(stream);
+    }
+
+    /// Refuses a request stream the peer opened.
+    pub fn reject(&mut self, stream: u64, code: ErrorCode) {
+        self.served.remove(&stream);
+        self.announcing.remove(&stream);
+        self.track_requests.remove(&stream);
+        self.reset_stream(stream, code.code());
+    }
+
+    /// Accepts a subscription (lite-03/04 SUBSCRIBE_OK; lite-05 waits for [`Self::subscribe_start`]).
+    pub fn subscribe_ok(&mut self, stream: u64, priority: u8) {
+        let Some(version) = self.version else { return };
+        if version.has_track_stream() || !self.served.contains_key(&stream) {
+            return;
+        }
+        let ok = SubscribeOk {
+            priority,
+            ordered: false,
+            max_latency: Duration::ZERO,
+            start_group: None,
+            end_group: None,
+        };
+        self.write_response(stream, &SubscribeResponse::Ok(ok));
+    }
+
+    /// lite-05: the subscription's first group.
+    pub fn subscribe_start(&mut self, stream: u64, group: u64) {
+        if self.version.is_some_and(|v| v.has_track_stream()) && self.served.contains_key(&stream) {
+            self.write_response(stream, &SubscribeResponse::Start { group });
+        }
+    }
+
+    /// lite-05: the subscription ends before `group`.
+    pub fn subscribe_end(&mut self, stream: u64, group: u64) {
+        if self.version.is_some_and(|v| v.has_track_stream()) && self.served.contains_key(&stream) {
+            self.write_response(stream, &SubscribeResponse::End { group });
+        }
+    }
+
+    /// Ends a served subscription once its group streams completed: FIN, or reset with `error`.
+    pub fn end_subscription(&mut self, stream: u64, error: Option<u64>) {
+        if let Some(served) = self.served.get_mut(&stream) {
+            if served.ending.is_none() {
+                tracing::debug!(
+                    stream,
+                    ?error,
+                    groups = served.groups.len(),
+                    "ending subscription"
+                );
+                served.ending = Some(error);
+                self.ending.push(stream);
+            }
+        }
+    }
+
+    /// Opens the stream of group `sequence` for served subscription `stream`.
+    pub fn open_group(&mut self, stream: u64, sequence: u64) -> Option<u64> {
+        let version = self.version?;
+        let served = self.served.get_mut(&stream)?;
+        if served.ending.is_some() {
+            return None;
+        }
+        let id = self.next_uni;
+        self.next_uni += 4;
+        served.groups.push(id);
+        let mut buf = BytesMut::with_capacity(24);
+        DataType::Group.encode(&mut buf);
+        GroupHeader {
+            subscribe: served.id,
+            sequence,
+        }
+        .encode(&mut buf, version);
+        let mut out = OutStream::new(Class::Group, false);
+        self.queued += buf.len();
+        out.push(buf.freeze());
+        self.send.insert(id, out);
+        self.dirty.insert(id);
+        Some(id)
+    }
+
+    /// Queues a frame on a group stream (shared handles, no copy).
+    pub fn send_frame(&mut self, group: u64, frame: &Frame) {
+        let (Some(version), Some(out)) = (self.version, self.send.get_mut(&group)) else {
+            return;
+        };
+        let before = out.queued();
+        let mut parts: SmallVec<[Bytes; 3]> = SmallVec::new();
+        frame.write_to(version, &mut parts);
+        for part in parts {
+            out.push(part);
+        }
+        self.queued += out.queued() - before;
+        self.dirty.insert(group);
+    }
+
+    /// Finishes a group stream after its queued frames.
+    pub fn finish_group(&mut self, group: u64) {
+        if let Some(out) = self.send.get_mut(&group) {
+            out.finish();
+            self.dirty.insert(group);
+        }
+    }
+
+    /// Resets a group stream with `code`, dropping what is queued.
+    pub fn reset_group(&mut self, group: u64, code: u64) {
+        if let Some(mut out) = self.send.remove(&group) {
+            self.queued -= out.queued();
+            if !out.is_opened() {
+                // Open it first so the peer is not left with a stream that never ends.
+                let _ = out.flush(&mut self.conn, group);
+            }
+        }
+        let _ = self
+            .conn
+            .stream_shutdown(group, quiche::Shutdown::Write, code);
+    }
+}
+
+fn wire_is_bidi(id: u64) -> bool {
+    id & 2 == 0
+}
+
+pub use wire::DecodeError;

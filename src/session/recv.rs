@@ -1,0 +1,608 @@
+//! Incoming stream data: per-stream buffers and the parse state of each stream kind.
+//!
+//! Bytes are read from quiche once into a per-stream `BytesMut`; a frame payload is split
+//! off that buffer as a `Bytes` and from then on only shared. Control messages are small;
+//! their buffers are released when empty so idle subscribers cost little memory.
+
+use bytes::{Buf, BytesMut};
+
+use super::{path, Event, Phase, Served, Session};
+use crate::session::Frame;
+use crate::wire::{
+    Announce, AnnounceOk, AnnounceRequest, ControlType, DataType, DecodeError, ErrorCode,
+    FrameHeader, GroupHeader, Message, Setup, Subscribe, SubscribeResponse, SubscribeUpdate,
+    TrackInfo, TrackRequest, Version,
+};
+
+/// Smallest free space offered to quiche for one read.
+const MIN_READ: usize = 1024;
+/// Largest single growth of a stream buffer.
+const MAX_READ: usize = 64 * 1024;
+
+/// What a stream carries and where its parser stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Peer-opened bidi stream, type not read yet.
+    Bidi,
+    /// Peer-opened uni stream, type not read yet.
+    Uni,
+    ServeAnnounce {
+        prefix: Option<String>,
+    },
+    ServeSubscribe {
+        requested: bool,
+    },
+    ServeTrack,
+    Setup,
+    GroupHead,
+    Group {
+        token: usize,
+        sequence: u64,
+        prev_ts: u64,
+    },
+    /// Data we ignore until FIN (e.g. a probe stream, a cancelled group).
+    Discard,
+    AnnounceReplies {
+        origin: Option<u64>,
+    },
+    SubscribeReplies {
+        token: usize,
+    },
+    TrackReplies {
+        token: usize,
+    },
+}
+
+#[derive(Debug)]
+pub(super) struct InStream {
+    pub kind: Kind,
+    buf: BytesMut,
+    filled: usize,
+    fin: bool,
+}
+
+impl InStream {
+    pub fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            buf: BytesMut::new(),
+            filled: 0,
+            fin: false,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.filled -= n;
+    }
+
+    /// Decodes one message from the buffered bytes; `Ok(None)` means wait for more.
+    fn take<M: Message>(&mut self, version: Version) -> Result<Option<M>, DecodeError> {
+        let mut slice = self.data();
+        let before = slice.len();
+        match M::decode(&mut slice, version) {
+            Ok(msg) => {
+                let used = before - slice.len();
+                self.consume(used);
+                Ok(Some(msg))
+            }
+            Err(DecodeError::Short) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn take_with<T>(
+        &mut self,
+        decode: impl FnOnce(&mut &[u8]) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        let mut slice = self.data();
+        let before = slice.len();
+        match decode(&mut slice) {
+            Ok(v) => {
+                let used = before - slice.len();
+                self.consume(used);
+                Ok(Some(v))
+            }
+            Err(DecodeError::Short) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes room for the next read from quiche.
+    fn reserve(&mut self) {
+        if self.buf.len() - self.filled < MIN_READ {
+            let grow = self.filled.clamp(MIN_READ, MAX_READ);
+            self.buf.resize(self.filled + grow, 0);
+        }
+    }
+
+    /// Releases an empty buffer (control streams idle most of the time).
+    fn shrink_if_empty(&mut self) {
+        if self.filled == 0 && !matches!(self.kind, Kind::Group { .. }) {
+            self.buf = BytesMut::new();
+        }
+    }
+}
+
+/// Why a stream's parse stopped.
+enum Failure {
+    /// Close the whole connection.
+    Connection(ErrorCode, &'static str),
+    /// Reset / stop just this stream.
+    Stream(ErrorCode),
+}
+
+impl From<DecodeError> for Failure {
+    fn from(e: DecodeError) -> Self {
+        let code = match e {
+            DecodeError::TooLarge => ErrorCode::BoundsExceeded,
+            DecodeError::Version => ErrorCode::Version,
+            DecodeError::UnknownType(_) => ErrorCode::UnexpectedMessage,
+            _ => ErrorCode::Decode,
+        };
+        Failure::Connection(code, "malformed control message")
+    }
+}
+
+impl Session {
+    pub(super) fn read_streams(&mut self) {
+        loop {
+            let was_ready = self.phase == Phase::Ready;
+            let readable: Vec<u64> = self.conn.readable().collect();
+            for id in readable {
+                self.read_stream(id);
+                if self.conn.is_closed() {
+                    return;
+                }
+            }
+            // A lite-05 SETUP read in this pass releases the streams skipped before it.
+            if was_ready || self.phase != Phase::Ready {
+                break;
+            }
+        }
+    }
+
+    fn read_stream(&mut self, id: u64) {
+        let Some(version) = self.version else { return };
+        if !self.recv.contains_key(&id) {
+            if self.is_local(id) {
+                // A stream we no longer track (e.g. cancelled): drain and forget.
+                let _ =
+                    self.conn
+                        .stream_shutdown(id, quiche::Shutdown::Read, ErrorCode::Cancel.code());
+                return;
+            }
+            let kind = if super::wire_is_bidi(id) {
+                Kind::Bidi
+            } else {
+                Kind::Uni
+            };
+            // Until the peer's SETUP arrives (lite-05 server) only uni streams are read.
+            if self.phase != Phase::Ready && kind == Kind::Bidi {
+                return;
+            }
+            self.recv.insert(id, InStream::new(kind));
+        }
+        if self.phase != Phase::Ready && self.recv.get(&id).is_some_and(|s| s.kind == Kind::Bidi) {
+            return;
+        }
+        let mut reset = None;
+        let mut stream = self.recv.remove(&id).expect("inserted above");
+        loop {
+            stream.reserve();
+            let filled = stream.filled;
+            match self.conn.stream_recv(id, &mut stream.buf[filled..]) {
+                Ok((n, fin)) => {
+                    stream.filled += n;
+                    stream.fin |= fin;
+                }
+                Err(quiche::Error::Done) => break,
+                Err(quiche::Error::StreamReset(code)) => {
+                    reset = Some(code);
+                    break;
+                }
+                Err(_) => {
+                    reset = Some(ErrorCode::Cancel.code());
+                    break;
+                }
+            }
+            if let Err(failure) = self.parse(id, &mut stream, version) {
+                self.fail(id, stream, failure);
+                return;
+            }
+            if stream.fin {
+                break;
+            }
+        }
+        if let Err(failure) = self.parse(id, &mut stream, version) {
+            self.fail(id, stream, failure);
+            return;
+        }
+        if stream.fin || reset.is_some() {
+            self.on_stream_end(id, stream, reset);
+        } else {
+            stream.shrink_if_empty();
+            self.recv.insert(id, stream);
+        }
+    }
+
+    fn fail(&mut self, id: u64, stream: InStream, failure: Failure) {
+        match failure {
+            Failure::Connection(code, reason) => {
+                tracing::warn!(stream = id, kind = ?stream.kind, ?code, reason, "protocol error, closing connection");
+                self.close(code, reason);
+            }
+            Failure::Stream(code) => {
+                tracing::warn!(stream = id, kind = ?stream.kind, ?code, "protocol error, resetting stream");
+                if let Kind::Group {
+                    token, sequence, ..
+                } = stream.kind
+                {
+                    self.events.push(Event::GroupEnd {
+                        token,
+                        sequence,
+                        error: Some(code.code()),
+                    });
+                }
+                self.reset_stream(id, code.code());
+            }
+        }
+    }
+
+    /// Parses every complete message buffered on a stream.
+    fn parse(&mut self, id: u64, s: &mut InStream, v: Version) -> Result<(), Failure> {
+        loop {
+            let progressed = match s.kind.clone() {
+                Kind::Bidi => match s.take_with(ControlType::decode)? {
+                    None => false,
+                    Some(t) => {
+                        s.kind = self.serve_kind(t, v)?;
+                        true
+                    }
+                },
+                Kind::Uni => match s
+                    .take_with(DataType::decode)
+                    .map_err(|_| Failure::Stream(ErrorCode::UnexpectedStream))?
+                {
+                    None => false,
+                    Some(DataType::Setup) if v.has_setup_stream() => {
+                        s.kind = Kind::Setup;
+                        true
+                    }
+                    Some(DataType::Setup) => {
+                        return Err(Failure::Stream(ErrorCode::UnexpectedStream))
+                    }
+                    Some(DataType::Group) => {
+                        s.kind = Kind::GroupHead;
+                        true
+                    }
+                },
+                Kind::Setup => match s.take::<Setup>(v)? {
+                    None => false,
+                    Some(setup) => {
+                        self.on_setup(setup);
+                        s.kind = Kind::Discard;
+                        true
+                    }
+                },
+                Kind::ServeAnnounce { prefix: None } => match s.take::<AnnounceRequest>(v)? {
+                    None => false,
+                    Some(req) => {
+                        let prefix = self.absolute(&req.prefix);
+                        s.kind = Kind::ServeAnnounce {
+                            prefix: Some(prefix.clone()),
+                        };
+                        self.announcing.insert(id, prefix.clone());
+                        self.events
+                            .push(Event::AnnounceInterest { stream: id, prefix });
+                        true
+                    }
+                },
+                Kind::ServeSubscribe { requested: false } => match s.take::<Subscribe>(v)? {
+                    None => false,
+                    Some(mut req) => {
+                        req.broadcast = self.absolute(&req.broadcast);
+                        s.kind = Kind::ServeSubscribe { requested: true };
+                        self.served.insert(
+                            id,
+                            Served {
+                                id: req.id,
+                                groups: Default::default(),
+                                ending: None,
+                            },
+                        );
+                        self.events.push(Event::Subscribe {
+                            stream: id,
+                            request: req,
+                        });
+                        true
+                    }
+                },
+                Kind::ServeSubscribe { requested: true } => match s.take::<SubscribeUpdate>(v)? {
+                    None => false,
+                    Some(update) => {
+                        tracing::debug!(stream = id, ?update, "subscribe update ignored");
+                        true
+                    }
+                },
+                Kind::ServeTrack => match s.take::<TrackRequest>(v)? {
+                    None => false,
+                    Some(req) => {
+                        let broadcast = self.absolute(&req.broadcast);
+                        self.events.push(Event::TrackRequest {
+                            stream: id,
+                            broadcast,
+                            track: req.track,
+                        });
+                        // Nothing more may follow on this stream but a FIN.
+                        s.kind = Kind::Discard;
+                        self.track_requests.insert(id);
+                        true
+                    }
+                },
+                Kind::AnnounceReplies { origin } => self.parse_announce_reply(id, s, v, origin)?,
+                Kind::SubscribeReplies { token } => {
+                    match s.take_with(|b| SubscribeResponse::decode(b, v))? {
+                        None => false,
+                        Some(resp) => {
+                            self.on_subscribe_response(token, resp);
+                            true
+                        }
+                    }
+                }
+                Kind::TrackReplies { token } => match s.take::<TrackInfo>(v)? {
+                    None => false,
+                    Some(info) => {
+                        self.events.push(Event::TrackInfo { token, info });
+                        s.kind = Kind::Discard;
+                        true
+                    }
+                },
+                Kind::GroupHead => match s
+                    .take::<GroupHeader>(v)
+                    .map_err(|_| Failure::Stream(ErrorCode::Decode))?
+                {
+                    None => false,
+                    Some(head) => match self.upstream.get(&head.subscribe) {
+                        None => {
+                            // A group for a subscription we ended or never made.
+                            let _ = self.conn.stream_shutdown(
+                                id,
+                                quiche::Shutdown::Read,
+                                ErrorCode::Cancel.code(),
+                            );
+                            s.kind = Kind::Discard;
+                            true
+                        }
+                        Some(up) => {
+                            let token = up.token;
+                            s.kind = Kind::Group {
+                                token,
+                                sequence: head.sequence,
+                                prev_ts: 0,
+                            };
+                            self.events.push(Event::Group {
+                                token,
+                                stream: id,
+                                sequence: head.sequence,
+                            });
+                            true
+                        }
+                    },
+                },
+                Kind::Group {
+                    token,
+                    sequence,
+                    prev_ts,
+                } => self.parse_frame(s, v, token, sequence, prev_ts)?,
+                Kind::Discard | Kind::ServeAnnounce { prefix: Some(_) } => {
+                    if s.filled > 0 && matches!(s.kind, Kind::ServeAnnounce { .. }) {
+                        return Err(Failure::Connection(
+                            ErrorCode::UnexpectedMessage,
+                            "data after announce request",
+                        ));
+                    }
+                    let n = s.filled;
+                    s.consume(n);
+                    false
+                }
+            };
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn serve_kind(&mut self, t: ControlType, v: Version) -> Result<Kind, Failure> {
+        Ok(match t {
+            ControlType::Announce => Kind::ServeAnnounce { prefix: None },
+            ControlType::Subscribe => Kind::ServeSubscribe { requested: false },
+            ControlType::Track if v.has_track_stream() => Kind::ServeTrack,
+            // Probing is optional: we measure nothing, so the stream is refused.
+            ControlType::Probe | ControlType::Fetch | ControlType::Goaway => {
+                return Err(Failure::Stream(ErrorCode::Unsupported))
+            }
+            _ => {
+                return Err(Failure::Connection(
+                    ErrorCode::UnexpectedStream,
+                    "unexpected control stream type",
+                ))
+            }
+        })
+    }
+
+    fn parse_announce_reply(
+        &mut self,
+        id: u64,
+        s: &mut InStream,
+        v: Version,
+        origin: Option<u64>,
+    ) -> Result<bool, Failure> {
+        if v.has_announce_ok() && origin.is_none() {
+            return Ok(match s.take::<AnnounceOk>(v)? {
+                None => false,
+                Some(ok) => {
+                    s.kind = Kind::AnnounceReplies {
+                        origin: Some(ok.origin),
+                    };
+                    true
+                }
+            });
+        }
+        let Some(msg) = s.take::<Announce>(v)? else {
+            return Ok(false);
+        };
+        let (suffix, mut hops, active) = match msg {
+            Announce::Active { suffix, hops } => (suffix, hops, true),
+            Announce::Ended { suffix, hops } => (suffix, hops, false),
+        };
+        if let Some(origin) = origin.filter(|o| *o != 0) {
+            hops.push(origin);
+        }
+        let path = self.absolute(&suffix);
+        self.events.push(Event::Announced {
+            stream: id,
+            path,
+            hops,
+            active,
+        });
+        Ok(true)
+    }
+
+    fn on_subscribe_response(&mut self, token: usize, resp: SubscribeResponse) {
+        match resp {
+            SubscribeResponse::Ok(_) => self
+                .events
+                .push(Event::SubscribeAccepted { token, start: None }),
+            SubscribeResponse::Start { group } => self.events.push(Event::SubscribeAccepted {
+                token,
+                start: Some(group),
+            }),
+            SubscribeResponse::End { group } => {
+                self.events.push(Event::SubscribeEnd { token, group })
+            }
+            SubscribeResponse::Drop(drop) => {
+                tracing::debug!(token, ?drop, "upstream dropped groups")
+            }
+        }
+    }
+
+    fn parse_frame(
+        &mut self,
+        s: &mut InStream,
+        v: Version,
+        token: usize,
+        sequence: u64,
+        prev_ts: u64,
+    ) -> Result<bool, Failure> {
+        let mut slice = s.data();
+        let before = slice.len();
+        let header = match FrameHeader::decode(&mut slice, v, prev_ts) {
+            Ok(h) => h,
+            Err(DecodeError::Short) => return Ok(false),
+            Err(_) => return Err(Failure::Stream(ErrorCode::Decode)),
+        };
+        let header_len = before - slice.len();
+        if header.size > self.config.max_frame_size as u64 {
+            return Err(Failure::Stream(ErrorCode::FrameTooLarge));
+        }
+        let size = header.size as usize;
+        if s.filled < header_len + size {
+            return Ok(false);
+        }
+        let ts_len = if v.has_track_stream() {
+            header_len - crate::wire::varint::size(header.size)
+        } else {
+            0
+        };
+        let head = s.buf.split_to(header_len).freeze();
+        let payload = s.buf.split_to(size).freeze();
+        s.filled -= header_len + size;
+        s.kind = Kind::Group {
+            token,
+            sequence,
+            prev_ts: header.timestamp,
+        };
+        let frame = Frame::from_parts(head, ts_len as u8, payload);
+        self.events.push(Event::Frame {
+            token,
+            sequence,
+            frame,
+        });
+        Ok(true)
+    }
+
+    fn on_setup(&mut self, setup: Setup) {
+        if self.conn.is_server() && self.phase == Phase::AwaitSetup {
+            self.root = setup
+                .path
+                .as_deref()
+                .map(path::normalize)
+                .unwrap_or_default();
+            tracing::debug!(root = %self.root, "peer setup");
+            self.become_ready();
+        }
+    }
+
+    /// A stream was finished (`reset: None`) or reset by the peer.
+    fn on_stream_end(&mut self, id: u64, stream: InStream, reset: Option<u64>) {
+        if reset.is_none() && stream.filled > 0 {
+            // Bytes left over at FIN are a truncated message or frame.
+            if let Kind::Group {
+                token, sequence, ..
+            } = stream.kind
+            {
+                self.events.push(Event::GroupEnd {
+                    token,
+                    sequence,
+                    error: Some(ErrorCode::Decode.code()),
+                });
+                return;
+            }
+            if !matches!(stream.kind, Kind::Discard) {
+                self.close(ErrorCode::Decode, "truncated message at end of stream");
+                return;
+            }
+        }
+        match stream.kind {
+            Kind::Group {
+                token, sequence, ..
+            } => self.events.push(Event::GroupEnd {
+                token,
+                sequence,
+                error: reset,
+            }),
+            Kind::SubscribeReplies { token } => {
+                self.upstream.retain(|_, up| up.stream != id);
+                self.events.push(Event::SubscriptionClosed {
+                    token,
+                    error: reset,
+                });
+                if reset.is_none() {
+                    self.finish_stream(id);
+                }
+            }
+            Kind::AnnounceReplies { .. } => self.events.push(Event::AnnouncesEnded { stream: id }),
+            Kind::ServeSubscribe { requested: true } => {
+                if let Some(served) = self.served.remove(&id) {
+                    for g in served.groups {
+                        self.reset_group(g, ErrorCode::Cancel.code());
+                    }
+                }
+                self.ending.retain(|s| *s != id);
+                self.finish_stream(id);
+                self.events.push(Event::RequestCancelled { stream: id });
+            }
+            Kind::ServeAnnounce { prefix: Some(_) } => {
+                self.announcing.remove(&id);
+                self.finish_stream(id);
+                self.events.push(Event::RequestCancelled { stream: id });
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Outgoing stream queues: data waiting for flow-control or congestion credit in quiche.
+//!
+//! Each stream we write keeps a FIFO of shared `Bytes` chunks. `flush` hands them to quiche
+//! with `stream_send_zc` (no copy); a partial write keeps the unsent tail at the front.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::zc::{Conn, ZcBuf};
+
+/// Scheduling class of a stream we open (lower urgency is sent first by quiche).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Control,
+    Group,
+}
+
+impl Class {
+    fn urgency(self) -> (u8, bool) {
+        match self {
+            Class::Control => (0, true),
+            Class::Group => (3, false),
+        }
+    }
+}
+
+/// What became of a queue after a flush attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything and the FIN are in quiche; the stream needs no more writing.
+    Done,
+    /// Everything queued is in quiche; more may come.
+    Idle,
+    /// Some data waits for credit.
+    Pending,
+    /// The peer stopped the stream (STOP_SENDING) with this code, or it is gone.
+    Stopped(u64),
+}
+
+/// One stream's unsent data.
+#[derive(Debug)]
+pub struct OutStream {
+    chunks: VecDeque<Bytes>,
+    queued: usize,
+    fin: bool,
+    class: Class,
+    /// Whether quiche knows the stream yet (priority set on the first successful write).
+    opened: bool,
+}
+
+impl OutStream {
+    pub fn new(class: Class, opened: bool) -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            queued: 0,
+            fin: false,
+            class,
+            opened,
+        }
+    }
+
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.queued += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.fin = true;
+    }
+
+    pub fn is_opened(&self) -> bool {
+        self.opened
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Moves as much as quiche accepts into the connection.
+    pub fn flush(&mut self, conn: &mut Conn, id: u64) -> Flushed {
+        while let Some(front) = self.chunks.front() {
+            let len = front.len();
+            // A clone is a refcount increment; on `Err` quiche drops what it was given.
+            match conn.stream_send_zc(id, ZcBuf(front.clone()), false) {
+                Ok((written, rest)) => {
+                    self.queued -= written;
+                    self.mark_opened(conn, id);
+                    match rest {
+                        Some(rest) if !rest.0.is_empty() => {
+                            self.chunks[0] = rest.0;
+                            return Flushed::Pending;
+                        }
+                        _ if written < len => {
+                            self.chunks[0] = self.chunks[0].slice(written..);
+                            return Flushed::Pending;
+                        }
+                        _ => {
+                            self.chunks.pop_front();
+                        }
+                    }
+                }
+                Err(quiche::Error::Done) | Err(quiche::Error::StreamLimit) => {
+                    return Flushed::Pending
+                }
+                Err(quiche::Error::StreamStopped(code)) => return Flushed::Stopped(code),
+                Err(_) => return Flushed::Stopped(0),
+            }
+        }
+        if self.fin {
+            match conn.stream_send(id, &[], true) {
+                Ok(_) => {
+                    self.mark_opened(conn, id);
+                    return Flushed::Done;
+                }
+                Err(quiche::Error::Done) | Err(quiche::Error::StreamLimit) => {
+                    return Flushed::Pending
+                }
+                Err(quiche::Error::StreamStopped(code)) => return Flushed::Stopped(code),
+                Err(_) => return Flushed::Stopped(0),
+            }
+        }
+        Flushed::Idle
+    }
+
+    fn mark_opened(&mut self, conn: &mut Conn, id: u64) {
+        if !self.opened {
+            self.opened = true;
+            let (urgency, incremental) = self.class.urgency();
+            let _ = conn.stream_priority(id, urgency, incremental);
+        }
+    }
+}

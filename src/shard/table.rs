@@ -1,0 +1,240 @@
+//! The shard's connection table: routes datagrams by connection ID, accepts new
+//! connections, runs QUIC timers, and gives the relay its [`Sessions`] view.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ring::rand::SecureRandom;
+use slab::Slab;
+use tracing::{debug, info};
+
+use crate::relay::{SessionKey, Sessions};
+use crate::session::{zc::BytesFactory, Frame, Session, SessionConfig};
+use crate::wire::{ErrorCode, TrackInfo};
+
+/// Connections of one shard.
+pub struct Table {
+    quic: quiche::Config,
+    session: SessionConfig,
+    sessions: Slab<Session>,
+    by_cid: HashMap<Vec<u8>, SessionKey>,
+    rng: ring::rand::SystemRandom,
+}
+
+impl Table {
+    pub fn new(quic: quiche::Config, session: SessionConfig) -> Self {
+        Self {
+            quic,
+            session,
+            sessions: Slab::new(),
+            by_cid: HashMap::new(),
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+
+    pub fn keys(&self) -> Vec<SessionKey> {
+        self.sessions.iter().map(|(k, _)| k).collect()
+    }
+
+    pub fn get_mut(&mut self, key: SessionKey) -> Option<&mut Session> {
+        self.sessions.get_mut(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Feeds a datagram to its connection, accepting new ones. Returns a datagram to send
+    /// back directly (version negotiation), if any.
+    pub fn on_datagram(
+        &mut self,
+        buf: &mut [u8],
+        from: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        let header = match quiche::Header::from_slice(buf, quiche::MAX_CONN_ID_LEN) {
+            Ok(h) => h,
+            Err(_) => {
+                debug!(%from, "dropping datagram with unparsable header");
+                return None;
+            }
+        };
+        let key = match self.by_cid.get(header.dcid.as_ref()) {
+            Some(&key) => key,
+            None => {
+                if header.ty != quiche::Type::Initial {
+                    return None;
+                }
+                if !quiche::version_is_supported(header.version) {
+                    let mut out = vec![0u8; 1350];
+                    let len =
+                        quiche::negotiate_version(&header.scid, &header.dcid, &mut out).ok()?;
+                    out.truncate(len);
+                    return Some(out);
+                }
+                self.accept(&header.dcid, from, local)?
+            }
+        };
+        let session = self.sessions.get_mut(key)?;
+        let info = quiche::RecvInfo { from, to: local };
+        if let Err(e) = session.conn_mut().recv(buf, info) {
+            debug!(session = key, error = %e, "recv rejected datagram");
+        }
+        None
+    }
+
+    fn accept(
+        &mut self,
+        odcid: &quiche::ConnectionId,
+        from: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<SessionKey> {
+        let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
+        self.rng.fill(&mut scid).ok()?;
+        let scid_ref = quiche::ConnectionId::from_ref(&scid);
+        let conn = quiche::accept_with_buf_factory::<BytesFactory>(
+            &scid_ref,
+            None,
+            local,
+            from,
+            &mut self.quic,
+        )
+        .ok()?;
+        let key = self
+            .sessions
+            .insert(Session::new(conn, self.session.clone()));
+        self.by_cid.insert(scid.to_vec(), key);
+        self.by_cid.insert(odcid.as_ref().to_vec(), key);
+        info!(session = key, peer = %from, "connection accepted");
+        Some(key)
+    }
+
+    /// Runs expired QUIC timers.
+    pub fn on_timeouts(&mut self, now: Instant) {
+        for (_, session) in self.sessions.iter_mut() {
+            let conn = session.conn_mut();
+            if conn.timeout_instant().is_some_and(|t| t <= now) {
+                conn.on_timeout();
+            }
+        }
+    }
+
+    /// Time until the earliest QUIC timer.
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.sessions
+            .iter()
+            .filter_map(|(_, s)| s.conn().timeout_instant())
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Forgets closed connections (after the relay handled their `Closed` event).
+    pub fn remove_closed(&mut self) {
+        let closed: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn().is_closed())
+            .map(|(k, _)| k)
+            .collect();
+        for key in closed {
+            let session = self.sessions.remove(key);
+            self.by_cid.retain(|_, k| *k != key);
+            let conn = session.conn();
+            info!(
+                session = key,
+                peer_error = ?conn.peer_error(),
+                local_error = ?conn.local_error(),
+                "connection removed"
+            );
+        }
+    }
+}
+
+impl Sessions for Table {
+    fn root(&self, s: SessionKey) -> String {
+        self.sessions
+            .get(s)
+            .map(|x| x.root().to_string())
+            .unwrap_or_default()
+    }
+    fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64> {
+        self.sessions.get_mut(s)?.request_announces(prefix)
+    }
+    fn reply_announces(&mut self, s: SessionKey, stream: u64, initial: &[(&str, &[u64])]) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.reply_announces(stream, initial)
+        }
+    }
+    fn announce(&mut self, s: SessionKey, stream: u64, b: &str, hops: &[u64], active: bool) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.announce(stream, b, hops, active)
+        }
+    }
+    fn subscribe(&mut self, s: SessionKey, b: &str, t: &str, p: u8, token: usize) -> Option<u64> {
+        self.sessions.get_mut(s)?.subscribe(b, t, p, token)
+    }
+    fn unsubscribe(&mut self, s: SessionKey, stream: u64) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.unsubscribe(stream)
+        }
+    }
+    fn request_track(&mut self, s: SessionKey, b: &str, t: &str, token: usize) -> Option<u64> {
+        self.sessions.get_mut(s)?.request_track(b, t, token)
+    }
+    fn reply_track(&mut self, s: SessionKey, stream: u64, info: &TrackInfo) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.reply_track(stream, info)
+        }
+    }
+    fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.reject(stream, code)
+        }
+    }
+    fn subscribe_ok(&mut self, s: SessionKey, stream: u64, priority: u8) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.subscribe_ok(stream, priority)
+        }
+    }
+    fn subscribe_start(&mut self, s: SessionKey, stream: u64, group: u64) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.subscribe_start(stream, group)
+        }
+    }
+    fn subscribe_end(&mut self, s: SessionKey, stream: u64, group: u64) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.subscribe_end(stream, group)
+        }
+    }
+    fn end_subscription(&mut self, s: SessionKey, stream: u64, error: Option<u64>) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.end_subscription(stream, error)
+        }
+    }
+    fn open_group(&mut self, s: SessionKey, stream: u64, sequence: u64) -> Option<u64> {
+        self.sessions.get_mut(s)?.open_group(stream, sequence)
+    }
+    fn send_frame(&mut self, s: SessionKey, group: u64, frame: &Frame) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.send_frame(group, frame)
+        }
+    }
+    fn finish_group(&mut self, s: SessionKey, group: u64) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.finish_group(group)
+        }
+    }
+    fn reset_group(&mut self, s: SessionKey, group: u64, code: u64) {
+        if let Some(x) = self.sessions.get_mut(s) {
+            x.reset_group(group, code)
+        }
+    }
+    fn queued_bytes(&self, s: SessionKey) -> usize {
+        self.sessions.get(s).map_or(0, |x| x.queued_bytes())
+    }
+}
