@@ -121,9 +121,13 @@ mod tests {
     fn golden_bytes() {
         let req = AnnounceRequest {
             prefix: "anon".into(),
-            exclude_hop: 7,
+            exclude_hop: 0,
         };
         assert_eq!(round_trip(&req, Version::Lite03), b"\x05\x04anon");
+        let req = AnnounceRequest {
+            prefix: "anon".into(),
+            exclude_hop: 7,
+        };
         assert_eq!(round_trip(&req, Version::Lite05), b"\x06\x04anon\x07");
         let active = Announce::Active {
             suffix: "x".into(),

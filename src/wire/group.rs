@@ -100,7 +100,7 @@ mod tests {
             Err(DecodeError::Short)
         );
         assert_eq!(
-            FrameHeader::decode(&mut &b"\x03"[..], Version::Lite05, 0),
+            FrameHeader::decode(&mut &b"\x02"[..], Version::Lite05, 0),
             Err(DecodeError::Short)
         );
         // A delta below zero from timestamp 0 is invalid, not a panic.
