@@ -11,7 +11,7 @@ use moqring::client::{
     self, Connect, PublishOptions, Publisher, SubscribeOptions, Subscriber, Verify,
 };
 use moqring::relay::RelayConfig;
-use moqring::session::SessionConfig;
+use moqring::session::{path, SessionConfig};
 use moqring::shard::{self, ShardConfig};
 use moqring::tls;
 use moqring::wire::Version;
@@ -57,6 +57,9 @@ struct RelayArgs {
     /// Bytes a subscriber may have queued before its oldest groups are dropped.
     #[arg(long, default_value_t = 16 << 20)]
     max_queued_bytes: usize,
+    /// Milliseconds of silence after which a connection is considered gone.
+    #[arg(long, default_value_t = moqring::net::quic::IDLE_TIMEOUT_MS)]
+    idle_timeout_ms: u64,
 }
 
 #[derive(Args)]
@@ -135,7 +138,7 @@ fn main() -> ExitCode {
         Command::Pub(args) => {
             init_logging("warn");
             let options = PublishOptions {
-                broadcast: args.client.broadcast.clone(),
+                broadcast: absolute(&args.client),
                 track: args.client.track.clone(),
                 frame_size: args.frame_size,
                 group_frames: args.group_frames.max(1),
@@ -145,7 +148,7 @@ fn main() -> ExitCode {
         Command::Sub(args) => {
             init_logging("warn");
             let options = SubscribeOptions {
-                broadcast: args.client.broadcast.clone(),
+                broadcast: absolute(&args.client),
                 track: args.client.track.clone(),
             };
             let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
@@ -160,6 +163,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The broadcast's absolute path: the URL path joined with `--broadcast`.
+fn absolute(args: &ClientArgs) -> String {
+    path::join(
+        &path::normalize(args.url.path()),
+        &path::normalize(&args.broadcast),
+    )
 }
 
 fn connect(args: ClientArgs) -> Connect {
@@ -188,6 +199,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         &identity.cert.to_string_lossy(),
         &identity.key.to_string_lossy(),
         &versions,
+        args.idle_timeout_ms,
     )
     .map_err(|e| format!("loading certificate: {e}"))?;
     // quiche has read the files; a generated certificate's temporary copy can go.

@@ -23,6 +23,7 @@ const END_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct PublishOptions {
+    /// Absolute broadcast path (the URL path joined with the broadcast name).
     pub broadcast: String,
     pub track: String,
     pub frame_size: usize,
@@ -66,10 +67,6 @@ impl Publisher {
             ending: None,
             closing: false,
         }
-    }
-
-    fn broadcast(&self, session: &Session) -> String {
-        path::join(session.root(), &path::normalize(&self.options.broadcast))
     }
 
     fn start_input(&mut self) -> Result<(), ClientError> {
@@ -180,9 +177,9 @@ impl App for Publisher {
     fn on_event(&mut self, session: &mut Session, event: Event) {
         match event {
             Event::AnnounceInterest { stream, prefix } => {
-                let broadcast = self.broadcast(session);
-                if path::strip(&broadcast, &prefix).is_some() {
-                    session.reply_announces(stream, &[(&broadcast, &[])]);
+                let broadcast = &self.options.broadcast;
+                if path::strip(broadcast, &prefix).is_some() {
+                    session.reply_announces(stream, &[(broadcast, &[])]);
                 } else {
                     session.reply_announces(stream, &[]);
                 }
@@ -192,7 +189,7 @@ impl App for Publisher {
                 broadcast,
                 track,
             } => {
-                if broadcast == self.broadcast(session) && track == self.options.track {
+                if broadcast == self.options.broadcast && track == self.options.track {
                     let info = TrackInfo {
                         priority: 0,
                         ordered: false,
@@ -205,7 +202,7 @@ impl App for Publisher {
                 }
             }
             Event::Subscribe { stream, request } => {
-                let ours = request.broadcast == self.broadcast(session)
+                let ours = request.broadcast == self.options.broadcast
                     && request.track == self.options.track;
                 if !ours || self.ending.is_some() {
                     session.reject(stream, ErrorCode::NotFound);

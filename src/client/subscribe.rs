@@ -12,6 +12,7 @@ use crate::session::{path, Event, Session};
 
 #[derive(Debug, Clone)]
 pub struct SubscribeOptions {
+    /// Absolute broadcast path (the URL path joined with the broadcast name).
     pub broadcast: String,
     pub track: String,
 }
@@ -89,18 +90,25 @@ impl<W: Write> Subscriber<W> {
 
 impl<W: Write> App for Subscriber<W> {
     fn on_event(&mut self, session: &mut Session, event: Event) {
-        let broadcast = path::join(session.root(), &path::normalize(&self.options.broadcast));
+        let broadcast = &self.options.broadcast;
         match event {
             Event::Ready => {
-                let root = session.root().to_string();
-                session.request_announces(&root);
+                // Ask for everything the session may name; lite-03/04 sessions see the
+                // whole relay, so narrow to the broadcast's parent.
+                let parent = broadcast.rsplit_once('/').map_or("", |(p, _)| p);
+                let prefix = if path::strip(parent, session.root()).is_some() {
+                    parent.to_string()
+                } else {
+                    session.root().to_string()
+                };
+                session.request_announces(&prefix);
             }
             Event::Announced { path, active, .. }
-                if path == broadcast && active && !self.subscribed =>
+                if path == *broadcast && active && !self.subscribed =>
             {
                 tracing::info!(%broadcast, "announced, subscribing");
                 self.subscribed = session
-                    .subscribe(&broadcast, &self.options.track, 0, 0)
+                    .subscribe(broadcast, &self.options.track, 0, 0)
                     .is_some();
             }
             Event::SubscribeAccepted { start, .. } if self.next.is_none() => self.next = start,

@@ -13,8 +13,11 @@ pub fn alpns(versions: &[Version]) -> Vec<&'static [u8]> {
     versions.iter().map(|v| v.alpn()).collect()
 }
 
+/// Default idle timeout: a peer silent this long is gone.
+pub const IDLE_TIMEOUT_MS: u64 = 30_000;
+
 fn transport(config: &mut quiche::Config) {
-    config.set_max_idle_timeout(30_000);
+    config.set_max_idle_timeout(IDLE_TIMEOUT_MS);
     config.set_max_recv_udp_payload_size(MAX_DATAGRAM_SIZE);
     config.set_max_send_udp_payload_size(MAX_DATAGRAM_SIZE);
     config.set_initial_max_data(32 << 20);
@@ -30,17 +33,20 @@ fn transport(config: &mut quiche::Config) {
     config.enable_pacing(true);
 }
 
-/// Server settings with the given certificate files.
+/// Server settings with the given certificate files; `idle_timeout_ms` bounds how long a
+/// vanished peer keeps its state (and its broadcasts announced).
 pub fn server_config(
     cert: &str,
     key: &str,
     versions: &[Version],
+    idle_timeout_ms: u64,
 ) -> Result<quiche::Config, quiche::Error> {
     let mut config = quiche::Config::new(quiche::PROTOCOL_VERSION)?;
     config.load_cert_chain_from_pem_file(cert)?;
     config.load_priv_key_from_pem_file(key)?;
     config.set_application_protos(&alpns(versions))?;
     transport(&mut config);
+    config.set_max_idle_timeout(idle_timeout_ms);
     Ok(config)
 }
 

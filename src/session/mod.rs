@@ -6,7 +6,8 @@
 //! reply methods below to act, and [`Session::flush`] before taking packets out of quiche.
 //! It never touches a socket, a thread or a clock. The same type serves the relay (server)
 //! and the `pub`/`sub` commands (client). Paths in events and methods are absolute: the
-//! session joins and strips its root (the client's URL path on lite-05, else "").
+//! session joins and strips its root: the path the server applies to this session's wire
+//! paths (the client's URL path on lite-05, sent in SETUP; "" on lite-03/04).
 
 mod frame;
 pub mod path;
@@ -269,7 +270,8 @@ impl Session {
         if self.conn.is_server() && version.has_setup_stream() {
             self.phase = Phase::AwaitSetup;
         } else {
-            if !self.conn.is_server() {
+            // Only lite-05 carries the client's path; older versions root every session at "".
+            if !self.conn.is_server() && version.has_setup_stream() {
                 self.root = self
                     .config
                     .path

@@ -64,7 +64,11 @@ pub trait Message: Sized {
     /// Decodes one size-prefixed message from the front of `buf`, advancing past it.
     fn decode(buf: &mut &[u8], version: Version) -> Result<Self, DecodeError> {
         let mut body = sized(buf)?;
-        let msg = Self::decode_body(&mut body, version)?;
+        // The body is complete: running out of it inside is a malformed message.
+        let msg = Self::decode_body(&mut body, version).map_err(|e| match e {
+            DecodeError::Short => DecodeError::Invalid("message shorter than its fields"),
+            e => e,
+        })?;
         if !body.is_empty() {
             return Err(DecodeError::Long);
         }
