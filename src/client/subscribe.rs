@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::{App, ClientError};
 use crate::session::{path, Event, Session};
+use crate::wire::Subscribe;
 
 #[derive(Debug, Clone)]
 pub struct SubscribeOptions {
@@ -107,9 +108,17 @@ impl<W: Write> App for Subscriber<W> {
                 if path == *broadcast && active && !self.subscribed =>
             {
                 tracing::info!(%broadcast, "announced, subscribing");
-                self.subscribed = session
-                    .subscribe(broadcast, &self.options.track, 0, 0)
-                    .is_some();
+                let request = Subscribe {
+                    id: 0,
+                    broadcast: broadcast.clone(),
+                    track: self.options.track.clone(),
+                    priority: 0,
+                    ordered: true,
+                    max_latency: Duration::ZERO,
+                    start_group: None,
+                    end_group: None,
+                };
+                self.subscribed = session.subscribe(&request, 0).is_some();
             }
             Event::SubscribeAccepted { start, .. } if self.next.is_none() => self.next = start,
             Event::Group { sequence, .. } => {

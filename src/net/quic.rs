@@ -13,6 +13,9 @@ pub fn alpns(versions: &[Version]) -> Vec<&'static [u8]> {
     versions.iter().map(|v| v.alpn()).collect()
 }
 
+/// Datagrams quiche may hold per connection and direction.
+const DGRAM_QUEUE: usize = 16;
+
 /// Default idle timeout: a peer silent this long is gone.
 pub const IDLE_TIMEOUT_MS: u64 = 30_000;
 
@@ -29,6 +32,9 @@ fn transport(config: &mut quiche::Config) {
     config.set_max_connection_window(64 << 20);
     config.set_max_stream_window(16 << 20);
     config.set_disable_active_migration(true);
+    // lite-05 peers (moq-native) require DATAGRAM support to be advertised; we carry no
+    // datagram tracks yet, so received ones are dropped (see `Session::process`).
+    config.enable_dgram(true, DGRAM_QUEUE, DGRAM_QUEUE);
     config.set_cc_algorithm(quiche::CongestionControlAlgorithm::CUBIC);
     config.enable_pacing(true);
 }

@@ -22,6 +22,7 @@ impl Relay {
                 (*publisher != key).then_some((p.as_str(), hops.as_slice()))
             })
             .collect();
+        tracing::debug!(session = key, %prefix, active = initial.len(), "announce interest");
         sessions.reply_announces(key, stream, &initial);
         self.watchers.push(Watcher {
             session: key,

@@ -118,6 +118,7 @@ impl Relay {
             Event::Announced {
                 path, hops, active, ..
             } => {
+                tracing::debug!(session = key, %path, ?hops, active, "announcement received");
                 if active {
                     self.publish(key, path, hops, sessions);
                 } else {
@@ -196,6 +197,7 @@ impl Relay {
         name: &str,
         sessions: &mut S,
     ) {
+        tracing::debug!(session = key, %broadcast, track = %name, "track request");
         let Some(idx) = self.track_index(broadcast, name) else {
             sessions.reject(key, stream, ErrorCode::NotFound);
             return;
@@ -230,6 +232,7 @@ impl Relay {
         let Some(track) = self.tracks.get_mut(token).filter(|t| t.publisher == key) else {
             return;
         };
+        tracing::debug!(broadcast = %track.broadcast, track = %track.name, ?info, "track info");
         for (session, stream) in track.info_waiters.drain(..) {
             sessions.reply_track(session, stream, &info);
         }
@@ -244,6 +247,7 @@ impl Relay {
         request: Subscribe,
         sessions: &mut S,
     ) {
+        tracing::debug!(session = key, stream, ?request, "subscribe");
         let Some(idx) = self.track_index(&request.broadcast, &request.track) else {
             tracing::debug!(broadcast = %request.broadcast, track = %request.track, "subscribe to unknown broadcast");
             sessions.reject(key, stream, ErrorCode::NotFound);
@@ -253,13 +257,7 @@ impl Relay {
         let track = &mut self.tracks[idx];
         if track.upstream.is_none() {
             let publisher = track.publisher;
-            match sessions.subscribe(
-                publisher,
-                &request.broadcast,
-                &request.track,
-                request.priority,
-                idx,
-            ) {
+            match sessions.subscribe(publisher, &request, idx) {
                 Some(up) => {
                     track.upstream = Some(up);
                     self.stats.upstream_subscribes += 1;

@@ -4,7 +4,7 @@
 //! so relay logic is checked without sockets or QUIC.
 
 use crate::session::Frame;
-use crate::wire::{ErrorCode, TrackInfo};
+use crate::wire::{ErrorCode, Subscribe, TrackInfo};
 
 /// Identifies a session within a shard.
 pub type SessionKey = usize;
@@ -17,14 +17,8 @@ pub trait Sessions {
     fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64>;
     fn reply_announces(&mut self, s: SessionKey, stream: u64, initial: &[(&str, &[u64])]);
     fn announce(&mut self, s: SessionKey, stream: u64, broadcast: &str, hops: &[u64], active: bool);
-    fn subscribe(
-        &mut self,
-        s: SessionKey,
-        broadcast: &str,
-        track: &str,
-        priority: u8,
-        token: usize,
-    ) -> Option<u64>;
+    /// Subscribes upstream with `request`'s track and options (its id is replaced).
+    fn subscribe(&mut self, s: SessionKey, request: &Subscribe, token: usize) -> Option<u64>;
     fn unsubscribe(&mut self, s: SessionKey, stream: u64);
     /// `None` when the session's version has no track properties.
     fn request_track(

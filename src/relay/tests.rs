@@ -62,9 +62,9 @@ impl Sessions for Recorder {
     fn announce(&mut self, s: SessionKey, stream: u64, b: &str, _hops: &[u64], active: bool) {
         self.calls.push(Call::Announce(s, stream, b.into(), active));
     }
-    fn subscribe(&mut self, s: SessionKey, b: &str, t: &str, _p: u8, token: usize) -> Option<u64> {
-        self.calls
-            .push(Call::Subscribe(s, b.into(), t.into(), token));
+    fn subscribe(&mut self, s: SessionKey, request: &Subscribe, token: usize) -> Option<u64> {
+        let (b, t) = (request.broadcast.clone(), request.track.clone());
+        self.calls.push(Call::Subscribe(s, b, t, token));
         Some(self.stream())
     }
     fn unsubscribe(&mut self, s: SessionKey, stream: u64) {

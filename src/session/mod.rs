@@ -161,6 +161,8 @@ pub struct Session {
     announcing: HashMap<u64, String>,
     /// Track requests waiting for our answer.
     track_requests: HashSet<u64>,
+    /// Our announce requests: stream -> absolute prefix their suffixes are relative to.
+    announce_prefixes: HashMap<u64, String>,
 }
 
 impl Session {
@@ -186,6 +188,7 @@ impl Session {
             ending: Vec::new(),
             announcing: HashMap::new(),
             track_requests: HashSet::new(),
+            announce_prefixes: HashMap::new(),
         }
     }
 
@@ -236,6 +239,9 @@ impl Session {
         if matches!(self.phase, Phase::AwaitSetup | Phase::Ready) {
             self.read_streams();
         }
+        // No datagram tracks yet: drop what arrived so the queue never fills.
+        let mut scratch = [0u8; 0];
+        while !matches!(self.conn.dgram_recv(&mut scratch), Err(quiche::Error::Done)) {}
         if self.conn.is_closed() {
             self.phase = Phase::Closed;
             self.events.push(Event::Closed);
@@ -437,6 +443,7 @@ impl Session {
     pub fn request_announces(&mut self, prefix: &str) -> Option<u64> {
         let rel = self.relative(prefix)?.to_string();
         let id = self.open_bidi(Kind::AnnounceReplies { origin: None });
+        self.announce_prefixes.insert(id, prefix.to_string());
         let mut buf = BytesMut::new();
         ControlType::Announce.encode(&mut buf);
         AnnounceRequest {
@@ -448,16 +455,11 @@ impl Session {
         Some(id)
     }
 
-    /// Subscribes to `track` of broadcast `broadcast` (absolute); answers and groups carry `token`.
-    pub fn subscribe(
-        &mut self,
-        broadcast: &str,
-        track: &str,
-        priority: u8,
-        token: usize,
-    ) -> Option<u64> {
+    /// Subscribes with `request`'s broadcast (absolute), track and options; its id is
+    /// replaced by one of ours. Answers and groups carry `token`.
+    pub fn subscribe(&mut self, request: &Subscribe, token: usize) -> Option<u64> {
         let version = self.version?;
-        let rel = self.relative(broadcast)?.to_string();
+        let rel = self.relative(&request.broadcast)?.to_string();
         let id = self.open_bidi(Kind::SubscribeReplies { token });
         let sub_id = self.next_sub_id;
         self.next_sub_id += 1;
@@ -467,12 +469,8 @@ impl Session {
         Subscribe {
             id: sub_id,
             broadcast: rel,
-            track: track.to_string(),
-            priority,
-            ordered: false,
-            max_latency: Duration::ZERO,
-            start_group: None,
-            end_group: None,
+            track: request.track.clone(),
+            ..request.clone()
         }
         .encode(&mut buf, version);
         self.write(id, buf.freeze());
@@ -505,7 +503,7 @@ impl Session {
         }
         .encode(&mut buf, version);
         self.write(id, buf.freeze());
-        self.finish_stream(id);
+        // Our FIN waits for the answer: a publisher may read an early FIN as a cancel.
         Some(id)
     }
 

@@ -358,6 +358,7 @@ impl Session {
                     None => false,
                     Some(info) => {
                         self.events.push(Event::TrackInfo { token, info });
+                        self.finish_stream(id);
                         s.kind = Kind::Discard;
                         true
                     }
@@ -463,7 +464,8 @@ impl Session {
         if let Some(origin) = origin.filter(|o| *o != 0) {
             hops.push(origin);
         }
-        let path = self.absolute(&suffix);
+        let prefix = self.announce_prefixes.get(&id).map_or("", |p| p.as_str());
+        let path = path::join(prefix, &path::normalize(&suffix));
         self.events.push(Event::Announced {
             stream: id,
             path,
@@ -586,7 +588,10 @@ impl Session {
                     self.finish_stream(id);
                 }
             }
-            Kind::AnnounceReplies { .. } => self.events.push(Event::AnnouncesEnded { stream: id }),
+            Kind::AnnounceReplies { .. } => {
+                self.announce_prefixes.remove(&id);
+                self.events.push(Event::AnnouncesEnded { stream: id });
+            }
             Kind::ServeSubscribe { requested: true } => {
                 if let Some(served) = self.served.remove(&id) {
                     for g in served.groups {

@@ -11,7 +11,7 @@ use tracing::{debug, info};
 
 use crate::relay::{SessionKey, Sessions};
 use crate::session::{zc::BytesFactory, Frame, Session, SessionConfig};
-use crate::wire::{ErrorCode, TrackInfo};
+use crate::wire::{ErrorCode, Subscribe, TrackInfo};
 
 /// Connections of one shard.
 pub struct Table {
@@ -175,8 +175,8 @@ impl Sessions for Table {
             x.announce(stream, b, hops, active)
         }
     }
-    fn subscribe(&mut self, s: SessionKey, b: &str, t: &str, p: u8, token: usize) -> Option<u64> {
-        self.sessions.get_mut(s)?.subscribe(b, t, p, token)
+    fn subscribe(&mut self, s: SessionKey, request: &Subscribe, token: usize) -> Option<u64> {
+        self.sessions.get_mut(s)?.subscribe(request, token)
     }
     fn unsubscribe(&mut self, s: SessionKey, stream: u64) {
         if let Some(x) = self.sessions.get_mut(s) {
