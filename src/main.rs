@@ -99,6 +99,9 @@ struct PubArgs {
 struct SubArgs {
     #[command(flatten)]
     client: ClientArgs,
+    /// First group to receive (default: join at the publisher's latest group).
+    #[arg(long)]
+    start_group: Option<u64>,
 }
 
 fn parse_version(s: &str) -> Result<Version, String> {
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
             let options = SubscribeOptions {
                 broadcast: absolute(&args.client),
                 track: args.client.track.clone(),
+                start_group: args.start_group,
             };
             let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             client::run(connect(args.client), Subscriber::new(options, out))

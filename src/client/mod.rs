@@ -68,6 +68,10 @@ pub trait App {
     fn wake(&self) -> Option<&monoio::net::UnixStream> {
         None
     }
+    /// A time at which `poll` must run even if nothing arrives.
+    fn next_wake(&self) -> Option<Instant> {
+        None
+    }
 }
 
 fn resolve(url: &Url) -> Result<(String, SocketAddr), ClientError> {
@@ -166,10 +170,11 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
                 Err(e) => return Err(e.into()),
             }
         }
-        let timeout = session
-            .conn()
-            .timeout_instant()
-            .map(|t| t.saturating_duration_since(Instant::now()));
+        let wake_at = match (session.conn().timeout_instant(), app.next_wake()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = wake_at.map(|t| t.saturating_duration_since(Instant::now()));
         io.wait(timeout, app.wake()).await;
     }
 }

@@ -193,7 +193,7 @@ impl App for Publisher {
                     let info = TrackInfo {
                         priority: 0,
                         ordered: false,
-                        max_latency: Duration::ZERO,
+                        max_latency: crate::wire::DEFAULT_MAX_LATENCY,
                         timescale: 1000,
                     };
                     session.reply_track(stream, &info);

@@ -1,5 +1,9 @@
 //! `moqring sub`: waits for a broadcast's announcement, subscribes to one track and writes
 //! every frame payload to standard output in group order, until the track ends.
+//!
+//! Groups travel on parallel streams and may show up out of order. On lite-05 the
+//! relay's SUBSCRIBE_START names the first group; older versions say nothing, so the first
+//! group is chosen as the lowest one seen during a short window after the first arrival.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,13 +13,18 @@ use bytes::Bytes;
 
 use super::{App, ClientError};
 use crate::session::{path, Event, Session};
-use crate::wire::Subscribe;
+use crate::wire::{Subscribe, DEFAULT_MAX_LATENCY};
+
+/// How long groups are gathered before the first one is chosen (lite-03/04 only).
+const START_WINDOW: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct SubscribeOptions {
     /// Absolute broadcast path (the URL path joined with the broadcast name).
     pub broadcast: String,
     pub track: String,
+    /// First group wanted; `None` joins at the publisher's latest group.
+    pub start_group: Option<u64>,
 }
 
 /// Frames of a group that cannot be written yet (an earlier group is still open).
@@ -25,12 +34,21 @@ struct Pending {
     done: bool,
 }
 
+/// Where output stands.
+enum Head {
+    /// No group seen yet.
+    Waiting,
+    /// Groups seen since `since`; the first is not chosen yet.
+    Gathering { since: Instant },
+    /// Writing group `next`; later groups wait in `pending`.
+    Writing { next: u64 },
+}
+
 pub struct Subscriber<W: Write> {
     options: SubscribeOptions,
     out: W,
     subscribed: bool,
-    /// The group being written; later groups wait in `pending`.
-    next: Option<u64>,
+    head: Head,
     pending: BTreeMap<u64, Pending>,
     open_groups: usize,
     closed: Option<Option<u64>>,
@@ -44,7 +62,7 @@ impl<W: Write> Subscriber<W> {
             options,
             out,
             subscribed: false,
-            next: None,
+            head: Head::Waiting,
             pending: BTreeMap::new(),
             open_groups: 0,
             closed: None,
@@ -61,11 +79,29 @@ impl<W: Write> Subscriber<W> {
         }
     }
 
-    /// Writes every group that is complete, in order, and the open head group's frames.
+    /// Starts writing at the lowest group seen, once the start window has passed.
+    fn choose_start(&mut self, now: Instant) {
+        if let Head::Gathering { since } = self.head {
+            if self.closed.is_some() || now.duration_since(since) >= START_WINDOW {
+                if let Some(&first) = self.pending.keys().next() {
+                    self.head = Head::Writing { next: first };
+                }
+            }
+        }
+    }
+
+    /// Writes every complete group in order, and what the head group has so far.
     fn advance(&mut self) {
-        while let Some(next) = self.next {
+        while let Head::Writing { next } = self.head {
             let Some(group) = self.pending.get_mut(&next) else {
-                return;
+                // The head group has not shown up; once the track is over, skip the gap.
+                match (self.closed, self.pending.keys().next()) {
+                    (Some(_), Some(&later)) if self.open_groups == 0 => {
+                        self.head = Head::Writing { next: later };
+                        continue;
+                    }
+                    _ => return,
+                }
             };
             let frames = std::mem::take(&mut group.frames);
             let done = group.done;
@@ -76,16 +112,25 @@ impl<W: Write> Subscriber<W> {
                 return;
             }
             self.pending.remove(&next);
-            self.next = Some(next + 1);
-            if !self.pending.contains_key(&(next + 1)) {
-                // Skip ahead only once the track is over; a later group may still be coming.
-                if self.closed.is_some() {
-                    self.next = self.pending.keys().next().copied();
-                } else {
-                    return;
+            self.head = Head::Writing { next: next + 1 };
+        }
+    }
+
+    fn on_group(&mut self, sequence: u64) {
+        self.open_groups += 1;
+        match self.head {
+            Head::Waiting => {
+                self.head = Head::Gathering {
+                    since: Instant::now(),
                 }
             }
+            Head::Writing { next } if sequence < next => {
+                tracing::debug!(sequence, next, "group older than the output position, skipped");
+                return;
+            }
+            _ => {}
         }
+        self.pending.entry(sequence).or_default();
     }
 }
 
@@ -114,22 +159,21 @@ impl<W: Write> App for Subscriber<W> {
                     track: self.options.track.clone(),
                     priority: 0,
                     ordered: true,
-                    max_latency: Duration::ZERO,
-                    start_group: None,
+                    max_latency: DEFAULT_MAX_LATENCY,
+                    start_group: self.options.start_group,
                     end_group: None,
                 };
                 self.subscribed = session.subscribe(&request, 0).is_some();
             }
-            Event::SubscribeAccepted { start, .. } if self.next.is_none() => self.next = start,
-            Event::Group { sequence, .. } => {
-                self.open_groups += 1;
-                if self.next.is_none() {
-                    self.next = Some(sequence);
-                }
-                if self.next.is_some_and(|n| sequence >= n) {
-                    self.pending.entry(sequence).or_default();
+            Event::SubscribeAccepted {
+                start: Some(first), ..
+            } => {
+                if !matches!(self.head, Head::Writing { .. }) {
+                    self.head = Head::Writing { next: first };
+                    self.pending.retain(|seq, _| *seq >= first);
                 }
             }
+            Event::Group { sequence, .. } => self.on_group(sequence),
             Event::Frame {
                 sequence, frame, ..
             } => {
@@ -155,7 +199,9 @@ impl<W: Write> App for Subscriber<W> {
         self.advance();
     }
 
-    fn poll(&mut self, _session: &mut Session, _now: Instant) -> Option<Result<(), ClientError>> {
+    fn poll(&mut self, _session: &mut Session, now: Instant) -> Option<Result<(), ClientError>> {
+        self.choose_start(now);
+        self.advance();
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(format!("writing output: {e}"));
         }
@@ -180,6 +226,13 @@ impl<W: Write> App for Subscriber<W> {
             Some(code) => Some(Err(ClientError::App(format!(
                 "track ended by the relay with error code {code}"
             )))),
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        match self.head {
+            Head::Gathering { since } => Some(since + START_WINDOW),
+            _ => None,
         }
     }
 }

@@ -136,6 +136,9 @@ impl Relay {
             Event::TrackInfo { token, info } => self.track_info(key, token, info, sessions),
             Event::SubscribeAccepted { token, start } => {
                 tracing::debug!(token, ?start, "upstream subscription accepted");
+                if let Some(track) = self.upstream_track(key, token) {
+                    track.upstream_start = start;
+                }
             }
             Event::SubscribeEnd { token, group } => {
                 tracing::debug!(token, group, "upstream track ends");
@@ -271,7 +274,7 @@ impl Relay {
             }
         }
         sessions.subscribe_ok(key, stream, request.priority);
-        let sub = Downstream::new(key, stream);
+        let sub = Downstream::new(key, stream, request.start_group);
         track.add_subscriber(sub, sessions);
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.downstream.insert(stream, idx);
@@ -375,7 +378,7 @@ fn default_info() -> TrackInfo {
     TrackInfo {
         priority: 0,
         ordered: false,
-        max_latency: std::time::Duration::ZERO,
+        max_latency: crate::wire::DEFAULT_MAX_LATENCY,
         timescale: crate::wire::DEFAULT_TIMESCALE,
     }
 }

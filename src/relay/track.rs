@@ -25,25 +25,36 @@ pub struct Downstream {
     /// Its subscribe stream.
     pub stream: u64,
     started: bool,
+    /// The first group it may get, announced with its first group (lite-05 SUBSCRIBE_START):
+    /// what it asked for, else what upstream said, else that first group.
+    start: Option<u64>,
     /// Open group streams: (sequence, stream).
     groups: SmallVec<[(u64, u64); 2]>,
 }
 
 impl Downstream {
-    pub fn new(session: SessionKey, stream: u64) -> Self {
+    pub fn new(session: SessionKey, stream: u64, start: Option<u64>) -> Self {
         Self {
             session,
             stream,
             started: false,
+            start,
             groups: SmallVec::new(),
         }
     }
 
-    /// Opens `group` on this subscriber and sends what the relay has of it.
-    fn open<S: Sessions>(&mut self, group: &Group, sessions: &mut S) {
+    /// Opens `group` on this subscriber and sends what the relay has of it. `floor` is the
+    /// first group upstream promised, if it said.
+    fn open<S: Sessions>(&mut self, group: &Group, floor: Option<u64>, sessions: &mut S) {
         if !self.started {
             self.started = true;
-            sessions.subscribe_start(self.session, self.stream, group.sequence);
+            // Groups may arrive out of order: a start below the first one keeps the
+            // subscriber from discarding older groups still on their way.
+            let start = self
+                .start
+                .or(floor)
+                .map_or(group.sequence, |s| s.min(group.sequence));
+            sessions.subscribe_start(self.session, self.stream, start);
         }
         let Some(id) = sessions.open_group(self.session, self.stream, group.sequence) else {
             return;
@@ -114,6 +125,8 @@ pub struct Track {
     pub subscribers: Vec<Downstream>,
     /// lite-05 SUBSCRIBE_END from upstream: the first group that will not exist.
     end: Option<u64>,
+    /// lite-05 SUBSCRIBE_START from upstream: the first group it will send.
+    pub upstream_start: Option<u64>,
 }
 
 impl Track {
@@ -129,6 +142,7 @@ impl Track {
             groups: VecDeque::new(),
             subscribers: Vec::new(),
             end: None,
+            upstream_start: None,
         }
     }
 
@@ -141,7 +155,9 @@ impl Track {
     /// A new subscriber starts at the latest group, from its first frame.
     pub fn add_subscriber<S: Sessions>(&mut self, mut sub: Downstream, sessions: &mut S) {
         if let Some(latest) = self.groups.back() {
-            sub.open(latest, sessions);
+            // Only the latest group is kept: that is where a joiner starts.
+            sub.start = None;
+            sub.open(latest, None, sessions);
         }
         self.subscribers.push(sub);
     }
@@ -181,7 +197,7 @@ impl Track {
         let mut dropped = 0;
         for sub in &mut self.subscribers {
             dropped += sub.shed(config.max_queued_bytes, sessions);
-            sub.open(&group, sessions);
+            sub.open(&group, self.upstream_start, sessions);
         }
         self.groups.push_back(group);
         dropped

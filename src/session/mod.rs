@@ -163,6 +163,8 @@ pub struct Session {
     track_requests: HashSet<u64>,
     /// Our announce requests: stream -> absolute prefix their suffixes are relative to.
     announce_prefixes: HashMap<u64, String>,
+    /// Announcements waiting for ending subscriptions to finish first.
+    held_announces: Vec<(u64, Announce)>,
 }
 
 impl Session {
@@ -189,6 +191,7 @@ impl Session {
             announcing: HashMap::new(),
             track_requests: HashSet::new(),
             announce_prefixes: HashMap::new(),
+            held_announces: Vec::new(),
         }
     }
 
@@ -361,6 +364,13 @@ impl Session {
                 match served.ending {
                     Some(Some(code)) => self.reset_stream(stream, code),
                     _ => self.finish_stream(stream),
+                }
+            }
+        }
+        if self.ending.is_empty() {
+            for (stream, msg) in std::mem::take(&mut self.held_announces) {
+                if self.announcing.contains_key(&stream) {
+                    self.write_msg(stream, &msg);
                 }
             }
         }
@@ -544,7 +554,13 @@ impl Session {
         } else {
             Announce::Ended { suffix, hops }
         };
-        self.write_msg(stream, &msg);
+        // A subscription ending cleanly must reach the peer before the broadcast's end,
+        // or the peer aborts the track: hold announcements while any is ending.
+        if !self.ending.is_empty() || !self.held_announces.is_empty() {
+            self.held_announces.push((stream, msg));
+        } else {
+            self.write_msg(stream, &msg);
+        }
     }
 
     /// Answers a track request and finishes the stream.

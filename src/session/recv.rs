@@ -152,7 +152,9 @@ impl Session {
     pub(super) fn read_streams(&mut self) {
         loop {
             let was_ready = self.phase == Phase::Ready;
-            let readable: Vec<u64> = self.conn.readable().collect();
+            // Stream ids grow in opening order: lower ids first keeps groups in sequence.
+            let mut readable: Vec<u64> = self.conn.readable().collect();
+            readable.sort_unstable();
             for id in readable {
                 self.read_stream(id);
                 if self.conn.is_closed() {

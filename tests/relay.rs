@@ -1,0 +1,343 @@
+//! End-to-end tests of the relay with our own `pub` and `sub` commands over loopback:
+//! bytes in equal bytes out, subscription dedup, late join, publisher loss and re-publish,
+//! cross-version relaying, and malformed input that must harm only its own connection.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `moqring pub` with logs at info level, stdin left to the test.
+fn spawn_pub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
+    let mut args = vec![
+        "pub".to_string(),
+        url.to_string(),
+        "--broadcast".into(),
+        broadcast.into(),
+        "--track".into(),
+        "t".into(),
+        "--tls-disable-verify".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut cmd = moqring_command(&args);
+    cmd.env("RUST_LOG", "moqring=info");
+    let mut proc = ChildProc::spawn("moqring pub", cmd)?;
+    proc.log_stdout();
+    Ok(proc)
+}
+
+/// `moqring sub` with logs at info level; the test reads its stdout.
+fn spawn_sub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
+    let mut args = vec![
+        "sub".to_string(),
+        url.to_string(),
+        "--broadcast".into(),
+        broadcast.into(),
+        "--track".into(),
+        "t".into(),
+        "--tls-disable-verify".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut cmd = moqring_command(&args);
+    cmd.env("RUST_LOG", "moqring=info");
+    let mut proc = ChildProc::spawn("moqring sub", cmd)?;
+    proc.close_stdin();
+    Ok(proc)
+}
+
+/// Waits until a child's log contains `needle`.
+async fn log_contains(proc: &ChildProc, needle: &str) -> Result<()> {
+    within(&format!("{} to log {needle:?}", proc.name()), async {
+        while !proc.log_tail().contains(needle) {
+            // Log lines arrive without an event we could await here.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Reads exactly `n` bytes of a child's stdout.
+async fn read_exact(out: &mut tokio::process::ChildStdout, n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    within("subscriber output", out.read_exact(&mut buf))
+        .await?
+        .context("reading subscriber output")?;
+    Ok(buf)
+}
+
+#[tokio::test]
+async fn ten_megabytes_reach_three_subscribers_through_one_upstream_subscription() -> Result<()> {
+    let relay = Relay::start().await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("ten_megabytes").bytes(10 << 20).to_vec();
+    let subs: Vec<MoqringSub> = (0..3)
+        .map(|_| MoqringSub::spawn(&url, "demo", "t", None))
+        .collect::<Result<_>>()?;
+    // Subscribers first: the publisher must not lose what it reads before they join.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut publisher = spawn_pub(
+        &url,
+        "demo",
+        &["--frame-size", "65536", "--group-frames", "8"],
+    )?;
+    let mut stdin = publisher.take_stdin().context("pub stdin")?;
+    let writer = {
+        let data = data.clone();
+        tokio::spawn(async move {
+            stdin.write_all(&data).await?;
+            stdin.shutdown().await
+        })
+    };
+    for sub in subs {
+        let out = sub.output().await?;
+        assert_bytes_eq(&out, &data, "subscriber output");
+    }
+    publisher.wait_success().await?;
+    writer.await??;
+    // Three subscribers, one upstream subscription at the publisher.
+    let subscriptions = publisher.log_tail().matches("subscribed stream=").count();
+    assert_eq!(subscriptions, 1, "publisher log:\n{}", publisher.log_tail());
+    Ok(())
+}
+
+#[tokio::test]
+async fn publisher_started_first_loses_nothing() -> Result<()> {
+    let relay = Relay::start().await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("publisher_first").bytes(1 << 20).to_vec();
+    let publisher = MoqringPub::spawn(&url, "early", "t", &pub_options(4096, 16), data.clone())?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = MoqringSub::spawn(&url, "early", "t", None)?
+        .output()
+        .await?;
+    assert_bytes_eq(&out, &data, "subscriber output");
+    publisher.finish().await
+}
+
+fn pub_options(frame_size: usize, group_frames: usize) -> PubOptions {
+    PubOptions {
+        frame_size: Some(frame_size),
+        group_frames: Some(group_frames),
+        alpn: None,
+    }
+}
+
+#[tokio::test]
+async fn late_joiner_starts_at_the_current_group_from_its_first_frame() -> Result<()> {
+    const FRAME: usize = 1000;
+    const GROUP: usize = 4;
+    let relay = Relay::start().await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("late_join").bytes(FRAME * GROUP * 4).to_vec();
+    let mut first = spawn_sub(&url, "live", &[])?;
+    let mut first_out = first.take_stdout().context("stdout")?;
+    let mut publisher = spawn_pub(
+        &url,
+        "live",
+        &[
+            "--frame-size",
+            &FRAME.to_string(),
+            "--group-frames",
+            &GROUP.to_string(),
+        ],
+    )?;
+    let mut stdin = publisher.take_stdin().context("stdin")?;
+    log_contains(&publisher, "subscribed stream=").await?;
+
+    // Group 0 whole and half of group 1, and wait until they went through the relay.
+    let split = FRAME * (GROUP + GROUP / 2);
+    stdin.write_all(&data[..split]).await?;
+    stdin.flush().await?;
+    assert_eq!(read_exact(&mut first_out, split).await?, data[..split]);
+
+    // The late joiner subscribes while group 1 is open.
+    let mut late = spawn_sub(&url, "live", &[])?;
+    let late_out = late.take_stdout().context("stdout")?;
+    log_contains(&late, "announced, subscribing").await?;
+    // Give its SUBSCRIBE time to reach the relay: nothing observable marks that.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stdin.write_all(&data[split..]).await?;
+    stdin.shutdown().await?;
+    drop(stdin);
+
+    let rest = read_to_end(first_out).await?;
+    assert_bytes_eq(&rest, &data[split..], "first subscriber, rest");
+    let joined = read_to_end(late_out).await?;
+    assert_bytes_eq(&joined, &data[FRAME * GROUP..], "late joiner: group 1 on");
+    first.wait_success().await?;
+    late.wait_success().await?;
+    publisher.wait_success().await
+}
+
+async fn read_to_end(mut out: tokio::process::ChildStdout) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    within("subscriber output to end", out.read_to_end(&mut buf))
+        .await?
+        .context("reading subscriber output")?;
+    Ok(buf)
+}
+
+#[tokio::test]
+async fn publisher_loss_ends_the_track_and_the_broadcast_can_be_published_again() -> Result<()> {
+    let relay = Relay::start_with(&["--idle-timeout-ms", "1500"]).await?;
+    let url = relay.url("anon");
+    let mut sub = spawn_sub(&url, "again", &[])?;
+    let mut sub_out = sub.take_stdout().context("stdout")?;
+    let mut publisher = spawn_pub(
+        &url,
+        "again",
+        &["--frame-size", "1000", "--group-frames", "2"],
+    )?;
+    let mut stdin = publisher.take_stdin().context("stdin")?;
+    log_contains(&publisher, "subscribed stream=").await?;
+    stdin.write_all(&[7u8; 3000]).await?;
+    stdin.flush().await?;
+    assert_eq!(read_exact(&mut sub_out, 3000).await?, vec![7u8; 3000]);
+
+    // The publisher vanishes without a word; the relay notices by idle timeout.
+    publisher.kill();
+    let status = sub.wait_for(TIMEOUT).await?;
+    assert!(
+        !status.success(),
+        "track ended by publisher loss is an error: {status}"
+    );
+
+    // Publishing the same broadcast again works for a new subscriber.
+    let data = Rng::seeded("republish").bytes(200_000).to_vec();
+    let sub = MoqringSub::spawn(&url, "again", "t", None)?;
+    let again = MoqringPub::spawn(&url, "again", "t", &pub_options(5000, 4), data.clone())?;
+    assert_bytes_eq(&sub.output().await?, &data, "after re-publish");
+    again.finish().await
+}
+
+#[tokio::test]
+async fn versions_interoperate_through_the_relay() -> Result<()> {
+    let relay = Relay::start().await?;
+    let url = relay.url("room");
+    for (pub_alpn, sub_alpn) in [
+        ("moq-lite-03", "moq-lite-05"),
+        ("moq-lite-05", "moq-lite-04"),
+        ("moq-lite-04", "moq-lite-03"),
+    ] {
+        let name = format!("{pub_alpn}-to-{sub_alpn}");
+        let data = Rng::seeded(&name).bytes(300_000).to_vec();
+        let sub = MoqringSub::spawn(&url, &name, "t", Some(sub_alpn))?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let options = PubOptions {
+            frame_size: Some(7000),
+            group_frames: Some(5),
+            alpn: Some(pub_alpn),
+        };
+        let publisher = MoqringPub::spawn(&url, &name, "t", &options, data.clone())?;
+        assert_bytes_eq(&sub.output().await?, &data, &name);
+        publisher.finish().await?;
+    }
+    Ok(())
+}
+
+mod raw {
+    //! A minimal blocking QUIC client on quiche, to send the relay bytes no real client would.
+
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    pub struct RawClient {
+        socket: UdpSocket,
+        conn: quiche::Connection,
+        peer: SocketAddr,
+    }
+
+    impl RawClient {
+        pub fn connect(peer: SocketAddr, alpn: &[u8]) -> Self {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let mut config = quiche::Config::new(quiche::PROTOCOL_VERSION).unwrap();
+            config.set_application_protos(&[alpn]).unwrap();
+            config.verify_peer(false);
+            config.set_initial_max_data(1 << 20);
+            config.set_initial_max_stream_data_bidi_local(1 << 20);
+            config.set_initial_max_stream_data_bidi_remote(1 << 20);
+            config.set_initial_max_stream_data_uni(1 << 20);
+            config.set_initial_max_streams_bidi(100);
+            config.set_initial_max_streams_uni(100);
+            config.set_max_idle_timeout(10_000);
+            let scid = [0x5a; quiche::MAX_CONN_ID_LEN];
+            let scid = quiche::ConnectionId::from_ref(&scid);
+            let local = socket.local_addr().unwrap();
+            let conn = quiche::connect(Some("localhost"), &scid, local, peer, &mut config).unwrap();
+            let mut client = Self { socket, conn, peer };
+            client.run_until(|c| c.is_established() || c.is_closed());
+            assert!(client.conn.is_established(), "handshake with the relay");
+            client
+        }
+
+        pub fn conn(&mut self) -> &mut quiche::Connection {
+            &mut self.conn
+        }
+
+        /// Exchanges packets until `done` or 10 s pass.
+        pub fn run_until(&mut self, mut done: impl FnMut(&quiche::Connection) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut buf = [0u8; 65535];
+            let mut out = [0u8; 1500];
+            while !done(&self.conn) && Instant::now() < deadline {
+                while let Ok((len, info)) = self.conn.send(&mut out) {
+                    self.socket.send_to(&out[..len], info.to).unwrap();
+                }
+                if let Ok((len, from)) = self.socket.recv_from(&mut buf) {
+                    let info = quiche::RecvInfo {
+                        from,
+                        to: self.socket.local_addr().unwrap(),
+                    };
+                    let _ = self.conn.recv(&mut buf[..len], info);
+                }
+                self.conn.on_timeout();
+            }
+            let _ = self.peer;
+        }
+    }
+}
+
+/// Sends `bytes` on a new bidi stream of a raw connection and returns the relay's close code.
+fn close_code_after(relay: std::net::SocketAddr, alpn: &[u8], bytes: &[u8]) -> Option<u64> {
+    let mut client = raw::RawClient::connect(relay, alpn);
+    client.conn().stream_send(0, bytes, false).unwrap();
+    client.run_until(|c| c.is_closed() || c.peer_error().is_some());
+    let err = client.conn().peer_error().cloned();
+    err.filter(|e| e.is_app).map(|e| e.error_code)
+}
+
+#[tokio::test]
+async fn malformed_input_closes_only_that_connection() -> Result<()> {
+    let relay = Relay::start().await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("malformed").bytes(2 << 20).to_vec();
+    let sub = MoqringSub::spawn(&url, "steady", "t", None)?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let publisher = MoqringPub::spawn(&url, "steady", "t", &pub_options(16384, 8), data.clone())?;
+
+    // While that transfer runs, three connections misbehave.
+    let addr = relay.addr;
+    let codes = tokio::task::spawn_blocking(move || {
+        [
+            // An unknown control stream type.
+            close_code_after(addr, b"moq-lite-04", &[0x09]),
+            // A SUBSCRIBE whose size prefix claims 1 MiB.
+            close_code_after(addr, b"moq-lite-04", &[0x02, 0x80, 0x10, 0x00, 0x00]),
+            // A SUBSCRIBE whose string runs past the end of its own message.
+            close_code_after(addr, b"moq-lite-03", &[0x02, 0x03, 0x01, 0x09, b'a']),
+        ]
+    })
+    .await?;
+    assert_eq!(codes[0], Some(16), "unknown stream type: UnexpectedMessage");
+    assert_eq!(codes[1], Some(11), "oversized message: BoundsExceeded");
+    assert_eq!(codes[2], Some(5), "truncated field: Decode");
+
+    assert_bytes_eq(&sub.output().await?, &data, "the well-behaved subscriber");
+    publisher.finish().await
+}
