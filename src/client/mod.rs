@@ -162,7 +162,7 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
         if closed {
             return Err(ClientError::Closed(close_reason(&session)));
         }
-        session.flush();
+        session.flush(now);
         loop {
             match session.conn_mut().send(&mut out) {
                 Ok((len, info)) => io.send(&out[..len], info.to),
@@ -170,7 +170,7 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
                 Err(e) => return Err(e.into()),
             }
         }
-        let wake_at = match (session.conn().timeout_instant(), app.next_wake()) {
+        let wake_at = match (session.next_timeout(), app.next_wake()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

@@ -125,7 +125,11 @@ impl<W: Write> Subscriber<W> {
                 }
             }
             Head::Writing { next } if sequence < next => {
-                tracing::debug!(sequence, next, "group older than the output position, skipped");
+                tracing::debug!(
+                    sequence,
+                    next,
+                    "group older than the output position, skipped"
+                );
                 return;
             }
             _ => {}

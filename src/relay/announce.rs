@@ -56,6 +56,14 @@ impl Relay {
         hops: Vec<u64>,
         sessions: &mut S,
     ) {
+        if self
+            .broadcasts
+            .get(&broadcast)
+            .is_some_and(|b| b.publishers.is_empty())
+        {
+            // Published again while the last publisher's tracks linger: start afresh.
+            self.forget_broadcast(&broadcast, sessions);
+        }
         let entry = self
             .broadcasts
             .entry(broadcast.clone())
@@ -70,7 +78,7 @@ impl Relay {
         entry.publishers.push((key, hops.clone()));
         tracing::info!(%broadcast, session = key, "broadcast announced");
         if let Some((old, old_hops)) = previous {
-            self.end_broadcast_tracks(&broadcast, sessions);
+            self.end_broadcast_tracks(&broadcast, false, sessions);
             self.notify(&broadcast, old, &old_hops, false, sessions);
         }
         self.notify(&broadcast, key, &hops, true, sessions);
@@ -96,13 +104,27 @@ impl Relay {
             return;
         }
         tracing::info!(%broadcast, session = key, "broadcast ended");
-        self.end_broadcast_tracks(broadcast, sessions);
+        let lingering = next.is_none();
+        self.end_broadcast_tracks(broadcast, lingering, sessions);
         self.notify(broadcast, key, &hops, false, sessions);
         match next {
             Some((s, h)) => self.notify(broadcast, s, &h, true, sessions),
-            None => {
-                self.broadcasts.remove(broadcast);
+            None => self.depart(broadcast, sessions),
+        }
+    }
+
+    /// The last publisher left: keep the broadcast's finished tracks for the linger.
+    fn depart<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
+        let has_tracks = self
+            .broadcasts
+            .get(broadcast)
+            .is_some_and(|b| !b.tracks.is_empty());
+        match self.now {
+            Some(now) if has_tracks => {
+                let until = now + self.config.linger;
+                self.departed.push((until, broadcast.to_string()));
             }
+            _ => self.forget_broadcast(broadcast, sessions),
         }
     }
 
@@ -119,14 +141,23 @@ impl Relay {
         }
     }
 
-    /// Ends every track of a broadcast whose publisher changed or left.
-    fn end_broadcast_tracks<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
+    /// Ends every track of a broadcast whose publisher changed or left; finished tracks
+    /// stay when `keep_finished`.
+    fn end_broadcast_tracks<S: Sessions>(
+        &mut self,
+        broadcast: &str,
+        keep_finished: bool,
+        sessions: &mut S,
+    ) {
         let Some(entry) = self.broadcasts.get(broadcast) else {
             return;
         };
         let tracks: Vec<usize> = entry.tracks.values().copied().collect();
         for idx in tracks {
-            self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
+            let finished = self.tracks.get(idx).is_some_and(|t| t.finished);
+            if !(keep_finished && finished) {
+                self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
+            }
         }
     }
 }

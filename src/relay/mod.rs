@@ -11,6 +11,7 @@ mod sessions;
 mod track;
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -29,6 +30,9 @@ pub struct RelayConfig {
     pub max_queued_bytes: usize,
     /// Groups of a track that may be open upstream at once before the oldest is cut.
     pub max_open_groups: usize,
+    /// How long the finished tracks of a departed publisher stay servable from cache
+    /// (late joiners and clients resuming a subscription read the end from it).
+    pub linger: Duration,
 }
 
 impl Default for RelayConfig {
@@ -37,6 +41,7 @@ impl Default for RelayConfig {
             origin: 1,
             max_queued_bytes: 16 << 20,
             max_open_groups: 8,
+            linger: Duration::from_secs(2),
         }
     }
 }
@@ -83,6 +88,10 @@ pub struct Relay {
     watchers: Vec<Watcher>,
     peers: HashMap<SessionKey, Peer>,
     stats: RelayStats,
+    /// The time of the current event batch, set by [`Relay::tick`].
+    now: Option<Instant>,
+    /// Broadcasts whose publisher left, kept for their finished tracks until then.
+    departed: Vec<(Instant, String)>,
 }
 
 impl Relay {
@@ -94,6 +103,39 @@ impl Relay {
             watchers: Vec::new(),
             peers: HashMap::new(),
             stats: RelayStats::default(),
+            now: None,
+            departed: Vec::new(),
+        }
+    }
+
+    /// Sets the time for the events that follow and forgets departed broadcasts whose
+    /// linger has passed. Call once per loop turn, before [`Relay::handle`].
+    pub fn tick<S: Sessions>(&mut self, now: Instant, sessions: &mut S) {
+        self.now = Some(now);
+        while let Some(pos) = self.departed.iter().position(|(at, _)| *at <= now) {
+            let (_, path) = self.departed.swap_remove(pos);
+            let gone = self
+                .broadcasts
+                .get(&path)
+                .is_some_and(|b| b.publishers.is_empty());
+            if gone {
+                self.forget_broadcast(&path, sessions);
+            }
+        }
+    }
+
+    /// When [`Relay::tick`] next has work.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.departed.iter().map(|(at, _)| *at).min()
+    }
+
+    /// Removes a broadcast and every track it still holds.
+    fn forget_broadcast<S: Sessions>(&mut self, path: &str, sessions: &mut S) {
+        let Some(b) = self.broadcasts.remove(path) else {
+            return;
+        };
+        for idx in b.tracks.into_values() {
+            self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
         }
     }
 
@@ -148,8 +190,13 @@ impl Relay {
             }
             Event::SubscriptionClosed { token, error } => {
                 tracing::debug!(token, ?error, "upstream subscription closed");
-                if self.upstream_track(key, token).is_some() {
-                    self.end_track(token, error, sessions);
+                match self.upstream_track(key, token) {
+                    // A clean end waits for the groups still arriving.
+                    Some(track) if error.is_none() && track.has_open_groups() => {
+                        track.closing = true;
+                    }
+                    Some(_) => self.end_track(token, error, sessions),
+                    None => {}
                 }
             }
             Event::Group {
@@ -179,6 +226,9 @@ impl Relay {
             } => {
                 if let Some(track) = self.upstream_track(key, token) {
                     track.end_group(sequence, error, sessions);
+                    if track.closing && !track.has_open_groups() {
+                        self.end_track(token, None, sessions);
+                    }
                 }
             }
             Event::Closed => self.remove_session(key, sessions),
@@ -208,6 +258,10 @@ impl Relay {
         let track = &mut self.tracks[idx];
         if let Some(info) = &track.info {
             sessions.reply_track(key, stream, info);
+            return;
+        }
+        if track.finished {
+            sessions.reply_track(key, stream, &default_info());
             return;
         }
         track.info_waiters.push((key, stream));
@@ -258,6 +312,11 @@ impl Relay {
         };
         self.stats.downstream_subscribes += 1;
         let track = &mut self.tracks[idx];
+        if track.finished {
+            sessions.subscribe_ok(key, stream, request.priority);
+            track.serve_finished(Downstream::new(key, stream, None), sessions);
+            return;
+        }
         if track.upstream.is_none() {
             let publisher = track.publisher;
             match sessions.subscribe(publisher, &request, idx) {
@@ -301,10 +360,10 @@ impl Relay {
     /// Gets or creates the track state of an announced broadcast.
     fn track_index(&mut self, broadcast: &str, name: &str) -> Option<usize> {
         let b = self.broadcasts.get_mut(broadcast)?;
-        let (publisher, _) = b.publishers.last()?;
         if let Some(&idx) = b.tracks.get(name) {
             return Some(idx);
         }
+        let (publisher, _) = b.publishers.last()?;
         let idx = self.tracks.insert(Track::new(
             broadcast.to_string(),
             name.to_string(),
@@ -319,7 +378,7 @@ impl Relay {
         let Some(track) = self.tracks.get(idx) else {
             return;
         };
-        if !track.subscribers.is_empty() || !track.info_waiters.is_empty() {
+        if track.finished || !track.subscribers.is_empty() || !track.info_waiters.is_empty() {
             return;
         }
         let track = self.tracks.remove(idx);
@@ -334,8 +393,29 @@ impl Relay {
     }
 
     /// Ends a track for all its subscribers: clean when `error` is `None`.
+    /// Ends a track for all its subscribers. A clean end (`error: None`) keeps the track,
+    /// finished, so later requests are answered from its cached last group; an error
+    /// forgets it.
     fn end_track<S: Sessions>(&mut self, idx: usize, error: Option<u64>, sessions: &mut S) {
-        if !self.tracks.contains(idx) {
+        let Some(track) = self.tracks.get_mut(idx) else {
+            return;
+        };
+        let final_group = track.final_group();
+        for sub in track.subscribers.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&sub.session) {
+                peer.downstream.remove(&sub.stream);
+            }
+            sub.end(error, final_group, sessions);
+        }
+        if let Some(up) = track.upstream.take() {
+            sessions.unsubscribe(track.publisher, up);
+        }
+        if error.is_none() {
+            track.finish();
+            let info = track.info.clone().unwrap_or_else(default_info);
+            for (session, stream) in track.info_waiters.drain(..) {
+                sessions.reply_track(session, stream, &info);
+            }
             return;
         }
         let mut track = self.tracks.remove(idx);
@@ -346,16 +426,6 @@ impl Relay {
         }
         for (session, stream) in track.info_waiters.drain(..) {
             sessions.reject(session, stream, ErrorCode::NotFound);
-        }
-        let final_group = track.final_group();
-        for sub in track.subscribers.drain(..) {
-            if let Some(peer) = self.peers.get_mut(&sub.session) {
-                peer.downstream.remove(&sub.stream);
-            }
-            sub.end(error, final_group, sessions);
-        }
-        if let Some(up) = track.upstream.take() {
-            sessions.unsubscribe(track.publisher, up);
         }
     }
 

@@ -127,6 +127,10 @@ pub struct Track {
     end: Option<u64>,
     /// lite-05 SUBSCRIBE_START from upstream: the first group it will send.
     pub upstream_start: Option<u64>,
+    /// Upstream ended cleanly; the track ends once its open groups have.
+    pub closing: bool,
+    /// Ended cleanly: no upstream, answered from its last group.
+    pub finished: bool,
 }
 
 impl Track {
@@ -143,6 +147,8 @@ impl Track {
             subscribers: Vec::new(),
             end: None,
             upstream_start: None,
+            closing: false,
+            finished: false,
         }
     }
 
@@ -150,6 +156,28 @@ impl Track {
     pub fn final_group(&self) -> Option<u64> {
         self.end
             .or_else(|| self.groups.back().map(|g| g.sequence.saturating_add(1)))
+    }
+
+    /// Marks the track ended cleanly, keeping only its last finished group.
+    pub fn finish(&mut self) {
+        self.finished = true;
+        self.closing = false;
+        self.groups.retain(|g| g.end == Some(None));
+        while self.groups.len() > 1 {
+            self.groups.pop_front();
+        }
+    }
+
+    /// Answers a subscription to a finished track: its last group, then the end.
+    pub fn serve_finished<S: Sessions>(&self, mut sub: Downstream, sessions: &mut S) {
+        if let Some(last) = self.groups.back() {
+            sub.open(last, None, sessions);
+        }
+        sub.end(None, self.final_group(), sessions);
+    }
+
+    pub fn has_open_groups(&self) -> bool {
+        self.groups.iter().any(|g| g.end.is_none())
     }
 
     /// A new subscriber starts at the latest group, from its first frame.

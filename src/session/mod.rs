@@ -16,7 +16,7 @@ mod send;
 pub mod zc;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
@@ -30,6 +30,11 @@ use crate::wire::{
     self, Announce, AnnounceOk, AnnounceRequest, ControlType, DataType, ErrorCode, GroupHeader,
     Message, Setup, Subscribe, SubscribeOk, SubscribeResponse, TrackInfo, TrackRequest, Version,
 };
+
+/// How long announcements are held after a subscription ended cleanly, so the peer reads
+/// the end of the track before it hears that the broadcast is gone (it would abort the
+/// track otherwise).
+const ANNOUNCE_HOLD: Duration = Duration::from_millis(250);
 
 /// Something the peer did that the owner must act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +170,8 @@ pub struct Session {
     announce_prefixes: HashMap<u64, String>,
     /// Announcements waiting for ending subscriptions to finish first.
     held_announces: Vec<(u64, Announce)>,
+    /// Held announcements go out no earlier than this.
+    hold_until: Option<Instant>,
 }
 
 impl Session {
@@ -192,6 +199,7 @@ impl Session {
             track_requests: HashSet::new(),
             announce_prefixes: HashMap::new(),
             held_announces: Vec::new(),
+            hold_until: None,
         }
     }
 
@@ -298,9 +306,20 @@ impl Session {
     }
 
     /// Moves queued stream data into quiche and completes subscriptions whose groups are done.
-    pub fn flush(&mut self) {
+    pub fn flush(&mut self, now: Instant) {
         if !self.ending.is_empty() {
-            self.complete_endings();
+            self.complete_endings(now);
+        }
+        if !self.held_announces.is_empty()
+            && self.ending.is_empty()
+            && self.hold_until.is_none_or(|t| t <= now)
+        {
+            self.hold_until = None;
+            for (stream, msg) in std::mem::take(&mut self.held_announces) {
+                if self.announcing.contains_key(&stream) {
+                    self.write_msg(stream, &msg);
+                }
+            }
         }
         self.flushing.clear();
         self.flushing.extend(self.dirty.iter().copied());
@@ -339,7 +358,7 @@ impl Session {
         let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
     }
 
-    fn complete_endings(&mut self) {
+    fn complete_endings(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.ending.len() {
             let stream = self.ending[i];
@@ -359,6 +378,7 @@ impl Session {
                 continue;
             }
             self.ending.swap_remove(i);
+            self.hold_until = Some(now + ANNOUNCE_HOLD);
             tracing::debug!(stream, "subscription groups complete, ending it");
             if let Some(served) = self.served.remove(&stream) {
                 match served.ending {
@@ -367,12 +387,15 @@ impl Session {
                 }
             }
         }
-        if self.ending.is_empty() {
-            for (stream, msg) in std::mem::take(&mut self.held_announces) {
-                if self.announcing.contains_key(&stream) {
-                    self.write_msg(stream, &msg);
-                }
-            }
+    }
+
+    /// When the session next needs [`Self::flush`] even if nothing arrives: QUIC timers,
+    /// and the release of held announcements.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let quic = self.conn.timeout_instant();
+        match self.hold_until.filter(|_| !self.held_announces.is_empty()) {
+            Some(hold) => Some(quic.map_or(hold, |q| q.min(hold))),
+            None => quic,
         }
     }
 

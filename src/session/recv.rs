@@ -152,9 +152,11 @@ impl Session {
     pub(super) fn read_streams(&mut self) {
         loop {
             let was_ready = self.phase == Phase::Ready;
-            // Stream ids grow in opening order: lower ids first keeps groups in sequence.
+            // Data (uni) streams before control (bidi) streams, so a group's last bytes are
+            // handled before a subscription end that arrived with them; and lower ids
+            // first, as ids grow in opening order, to keep groups in sequence.
             let mut readable: Vec<u64> = self.conn.readable().collect();
-            readable.sort_unstable();
+            readable.sort_unstable_by_key(|id| (super::wire_is_bidi(*id), *id));
             for id in readable {
                 self.read_stream(id);
                 if self.conn.is_closed() {

@@ -71,7 +71,11 @@ impl Shard {
             self.dispatch();
             self.transmit(&mut out);
             self.table.remove_closed();
-            let timeout = self.table.next_timeout(Instant::now());
+            let now = Instant::now();
+            let timeout = match (self.table.next_timeout(now), self.relay.next_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b.saturating_duration_since(now))),
+                (a, b) => a.or(b.map(|t| t.saturating_duration_since(now))),
+            };
             self.io.wait(timeout, None).await;
         }
     }
@@ -97,6 +101,7 @@ impl Shard {
 
     /// Turns received stream data into events and lets the relay act on them.
     fn dispatch(&mut self) {
+        self.relay.tick(Instant::now(), &mut self.table);
         for key in self.table.keys() {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
@@ -114,11 +119,12 @@ impl Shard {
 
     /// Moves queued data into quiche and sends every packet it has ready.
     fn transmit(&mut self, out: &mut [u8]) {
+        let now = Instant::now();
         for key in self.table.keys() {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
             };
-            session.flush();
+            session.flush(now);
             let conn = session.conn_mut();
             loop {
                 match conn.send(out) {

@@ -128,7 +128,7 @@ impl Table {
     pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
         self.sessions
             .iter()
-            .filter_map(|(_, s)| s.conn().timeout_instant())
+            .filter_map(|(_, s)| s.next_timeout())
             .min()
             .map(|t| t.saturating_duration_since(now))
     }
