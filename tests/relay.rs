@@ -104,6 +104,21 @@ async fn ten_megabytes_reach_three_subscribers_through_one_upstream_subscription
 }
 
 #[tokio::test]
+async fn epoll_driver_carries_the_same_traffic() -> Result<()> {
+    let mut relay = Relay::start_with_env(&[], &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]).await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("epoll").bytes(2 << 20).to_vec();
+    let sub = MoqringSub::spawn(&url, "fallback", "t", None)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let publisher = MoqringPub::spawn(&url, "fallback", "t", &pub_options(16384, 8), data.clone())?;
+    assert_bytes_eq(&sub.output().await?, &data, "subscriber output");
+    publisher.finish().await?;
+    let log = relay.process().log_tail();
+    assert!(log.contains("io_uring=false"), "relay ran on epoll:\n{log}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn publisher_started_first_loses_nothing() -> Result<()> {
     let relay = Relay::start().await?;
     let url = relay.url("anon");

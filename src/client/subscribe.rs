@@ -171,11 +171,9 @@ impl<W: Write> App for Subscriber<W> {
             }
             Event::SubscribeAccepted {
                 start: Some(first), ..
-            } => {
-                if !matches!(self.head, Head::Writing { .. }) {
-                    self.head = Head::Writing { next: first };
-                    self.pending.retain(|seq, _| *seq >= first);
-                }
+            } if !matches!(self.head, Head::Writing { .. }) => {
+                self.head = Head::Writing { next: first };
+                self.pending.retain(|seq, _| *seq >= first);
             }
             Event::Group { sequence, .. } => self.on_group(sequence),
             Event::Frame {

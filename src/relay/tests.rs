@@ -448,3 +448,85 @@ fn unknown_broadcast_is_rejected() {
     );
     assert_eq!(rec.take(), vec![Call::Reject(2, 10, ErrorCode::NotFound)]);
 }
+
+#[test]
+fn finished_track_is_served_from_cache_until_the_linger_ends() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    let t0 = std::time::Instant::now();
+    relay.tick(t0, &mut rec);
+    let sub = |stream| Event::Subscribe {
+        stream,
+        request: subscribe(0, "anon/demo"),
+    };
+    relay.handle(2, sub(10), &mut rec);
+    let token = upstream_token(&rec.take());
+    relay.handle(
+        PUB,
+        Event::Group {
+            token,
+            stream: 3,
+            sequence: 0,
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::Frame {
+            token,
+            sequence: 0,
+            frame: frame(b"last"),
+        },
+        &mut rec,
+    );
+    // Upstream closes before the group's end arrives: the track waits for it.
+    relay.handle(
+        PUB,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    assert!(!rec
+        .take()
+        .iter()
+        .any(|c| matches!(c, Call::EndSubscription(..))));
+    relay.handle(
+        PUB,
+        Event::GroupEnd {
+            token,
+            sequence: 0,
+            error: None,
+        },
+        &mut rec,
+    );
+    let calls = rec.take();
+    assert!(
+        calls.contains(&Call::EndSubscription(2, 10, None)),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::ResetGroup(..))),
+        "{calls:?}"
+    );
+
+    // The publisher leaves; a subscriber arriving during the linger reads the cache.
+    relay.handle(PUB, Event::Closed, &mut rec);
+    rec.take();
+    relay.handle(3, sub(20), &mut rec);
+    let calls = rec.take();
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Subscribe(..))),
+        "no upstream: {calls:?}"
+    );
+    let id = opened(&calls, 3)[0].1;
+    assert!(calls.contains(&Call::Frame(3, id, Bytes::from_static(b"last"))));
+    assert!(calls.contains(&Call::FinishGroup(3, id)));
+    assert!(calls.contains(&Call::SubscribeEnd(3, 20, 1)));
+    assert!(calls.contains(&Call::EndSubscription(3, 20, None)));
+
+    // After the linger the broadcast is gone.
+    assert!(relay.next_timeout().is_some());
+    relay.tick(t0 + std::time::Duration::from_secs(3), &mut rec);
+    assert_eq!(relay.track_count(), 0);
+    relay.handle(4, sub(30), &mut rec);
+    assert_eq!(rec.take(), vec![Call::Reject(4, 30, ErrorCode::NotFound)]);
+}

@@ -603,11 +603,22 @@ impl Relay {
 
     /// [`Self::spawn`] with extra command-line arguments for the relay.
     pub async fn spawn_with(kind: RelayKind, extra: &[&str]) -> Result<Self> {
+        Self::spawn_with_env(kind, extra, &[]).await
+    }
+
+    /// Our relay with environment variables set for it (e.g. to force monoio's epoll
+    /// driver with `MONOIO_FORCE_LEGACY_DRIVER=1`).
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn_with_env(RelayKind::from_env(), extra, env).await
+    }
+
+    async fn spawn_with_env(kind: RelayKind, extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         init_crypto();
         match &kind {
             RelayKind::Moqring => {
                 let mut cmd = moqring_command(["relay", "--bind", "127.0.0.1:0"]);
                 cmd.args(extra);
+                cmd.envs(env.iter().copied());
                 let mut proc = ChildProc::spawn("moqring relay", cmd)?;
                 proc.close_stdin();
                 let stdout = proc.take_stdout().context("relay stdout")?;
