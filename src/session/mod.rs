@@ -36,6 +36,13 @@ use crate::wire::{
 /// track otherwise).
 const ANNOUNCE_HOLD: Duration = Duration::from_millis(250);
 
+/// lite-03/04 have no SUBSCRIBE_END: a subscriber takes the last group it has seen at
+/// the subscription's FIN as the last one. Group streams are acknowledged by the peer's
+/// QUIC stack before the FIN goes out, but its application may not have accepted them
+/// yet (moq-net reads streams on separate tasks), so the FIN waits a little longer: this
+/// much, or two round trips if that is more.
+const FIN_GRACE: Duration = Duration::from_millis(20);
+
 /// Something the peer did that the owner must act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -129,6 +136,9 @@ struct Served {
     groups: SmallVec<[u64; 4]>,
     /// `Some` once the owner ended it: FIN (`None`) or reset code, after the groups complete.
     ending: Option<Option<u64>>,
+    /// When the groups completed, the FIN waits until this time (lite-03/04, see
+    /// [`FIN_GRACE`]).
+    fin_at: Option<Instant>,
 }
 
 /// Our subscription on the peer.
@@ -373,7 +383,7 @@ impl Session {
                     served.groups.is_empty()
                 }
             };
-            if !finished {
+            if !finished || !self.fin_due(stream, now) {
                 i += 1;
                 continue;
             }
@@ -389,14 +399,39 @@ impl Session {
         }
     }
 
-    /// When the session next needs [`Self::flush`] even if nothing arrives: QUIC timers,
-    /// and the release of held announcements.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        let quic = self.conn.timeout_instant();
-        match self.hold_until.filter(|_| !self.held_announces.is_empty()) {
-            Some(hold) => Some(quic.map_or(hold, |q| q.min(hold))),
-            None => quic,
+    /// Whether an ending subscription whose groups completed may be finished now.
+    fn fin_due(&mut self, stream: u64, now: Instant) -> bool {
+        if self.version.is_some_and(|v| v.has_track_stream()) {
+            return true;
         }
+        let rtt = self
+            .conn
+            .path_stats()
+            .next()
+            .map_or(Duration::ZERO, |p| p.rtt);
+        let Some(served) = self.served.get_mut(&stream) else {
+            return true;
+        };
+        if matches!(served.ending, Some(Some(_))) {
+            return true;
+        }
+        let at = *served.fin_at.get_or_insert(now + FIN_GRACE.max(rtt * 2));
+        at <= now
+    }
+
+    /// When the session next needs [`Self::flush`] even if nothing arrives: QUIC timers,
+    /// delayed subscription ends and the release of held announcements.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let hold = self.hold_until.filter(|_| !self.held_announces.is_empty());
+        let fins = self
+            .ending
+            .iter()
+            .filter_map(|s| self.served.get(s).and_then(|x| x.fin_at));
+        [self.conn.timeout_instant(), hold]
+            .into_iter()
+            .flatten()
+            .chain(fins)
+            .min()
     }
 
     fn open_bidi(&mut self, kind: Kind) -> u64 {

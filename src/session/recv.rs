@@ -317,6 +317,7 @@ impl Session {
                                 id: req.id,
                                 groups: Default::default(),
                                 ending: None,
+                                fin_at: None,
                             },
                         );
                         self.events.push(Event::Subscribe {
