@@ -10,10 +10,15 @@ use anyhow::{Context, Result};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `moqring pub` with logs at info level, stdin left to the test.
-fn spawn_pub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
+/// `moqring pub|sub URL --broadcast B --track t` with logs at info level.
+fn spawn_client(
+    command: &str,
+    url: &url::Url,
+    broadcast: &str,
+    extra: &[&str],
+) -> Result<ChildProc> {
     let mut args = vec![
-        "pub".to_string(),
+        command.to_string(),
         url.to_string(),
         "--broadcast".into(),
         broadcast.into(),
@@ -24,26 +29,19 @@ fn spawn_pub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildPro
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut cmd = moqring_command(&args);
     cmd.env("RUST_LOG", "moqring=info");
-    let mut proc = ChildProc::spawn("moqring pub", cmd)?;
+    ChildProc::spawn(format!("moqring {command}"), cmd)
+}
+
+/// `moqring pub`, stdin left to the test.
+fn spawn_pub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
+    let mut proc = spawn_client("pub", url, broadcast, extra)?;
     proc.log_stdout();
     Ok(proc)
 }
 
-/// `moqring sub` with logs at info level; the test reads its stdout.
+/// `moqring sub`; the test reads its stdout.
 fn spawn_sub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
-    let mut args = vec![
-        "sub".to_string(),
-        url.to_string(),
-        "--broadcast".into(),
-        broadcast.into(),
-        "--track".into(),
-        "t".into(),
-        "--tls-disable-verify".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut cmd = moqring_command(&args);
-    cmd.env("RUST_LOG", "moqring=info");
-    let mut proc = ChildProc::spawn("moqring sub", cmd)?;
+    let mut proc = spawn_client("sub", url, broadcast, extra)?;
     proc.close_stdin();
     Ok(proc)
 }

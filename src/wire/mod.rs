@@ -39,7 +39,9 @@ pub use group::{FrameHeader, GroupHeader, MAX_FRAME_HEADER};
 pub use probe::Probe;
 pub use setup::Setup;
 pub use stream::{ControlType, DataType};
-pub use subscribe::{Subscribe, SubscribeDrop, SubscribeOk, SubscribeResponse, SubscribeUpdate};
+pub use subscribe::{
+    Subscribe, SubscribeDrop, SubscribeOk, SubscribeOptions, SubscribeResponse, SubscribeUpdate,
+};
 pub use track::{TrackInfo, TrackRequest};
 pub use version::Version;
 

@@ -29,17 +29,37 @@ pub struct Subscribe {
     pub end_group: Option<u64>,
 }
 
-/// The fields SUBSCRIBE, SUBSCRIBE_OK and SUBSCRIBE_UPDATE share, in wire order.
-struct Preferences {
-    priority: u8,
-    ordered: bool,
-    max_latency: Duration,
-    start_group: Option<u64>,
-    end_group: Option<u64>,
+/// The fields SUBSCRIBE, SUBSCRIBE_OK and SUBSCRIBE_UPDATE share, in wire order. As a
+/// message of its own it is SUBSCRIBE_OK (03/04 acceptance: moq-net sends the subscriber's
+/// priority, `ordered: false`, zero latency and no groups, and waits for it before accepting
+/// groups) or SUBSCRIBE_UPDATE (new preferences for a live subscription, sent by the
+/// subscriber after SUBSCRIBE; moq-net re-sends all fields, varying the group range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    pub priority: u8,
+    pub ordered: bool,
+    pub max_latency: Duration,
+    pub start_group: Option<u64>,
+    pub end_group: Option<u64>,
 }
 
-impl Preferences {
-    fn encode(&self, body: &mut Vec<u8>) {
+/// 03/04 acceptance of a subscription.
+pub type SubscribeOk = SubscribeOptions;
+/// New preferences for a live subscription.
+pub type SubscribeUpdate = SubscribeOptions;
+
+impl Message for SubscribeOptions {
+    fn encode<B: BufMut>(&self, buf: &mut B, _version: Version) {
+        encode_sized(buf, |body| self.encode_fields(body))
+    }
+
+    fn decode(buf: &mut &[u8], _version: Version) -> Result<Self, DecodeError> {
+        decode_sized(buf, Self::decode_fields)
+    }
+}
+
+impl SubscribeOptions {
+    fn encode_fields(&self, body: &mut Vec<u8>) {
         body.put_u8(self.priority);
         body.put_u8(u8::from(self.ordered));
         encode_duration(self.max_latency, body);
@@ -47,7 +67,7 @@ impl Preferences {
         encode_option(self.end_group, body);
     }
 
-    fn decode(body: &mut &[u8]) -> Result<Self, DecodeError> {
+    fn decode_fields(body: &mut &[u8]) -> Result<Self, DecodeError> {
         Ok(Self {
             priority: decode_u8(body)?,
             ordered: decode_flag(body)?,
@@ -64,14 +84,14 @@ impl Message for Subscribe {
             varint::encode(self.id, body);
             encode_path(&self.broadcast, body);
             encode_string(&self.track, body);
-            Preferences {
+            SubscribeOptions {
                 priority: self.priority,
                 ordered: self.ordered,
                 max_latency: self.max_latency,
                 start_group: self.start_group,
                 end_group: self.end_group,
             }
-            .encode(body);
+            .encode_fields(body);
         })
     }
 
@@ -80,50 +100,11 @@ impl Message for Subscribe {
             let id = varint::decode(body)?;
             let broadcast = decode_path(body)?;
             let track = decode_string(body)?;
-            let p = Preferences::decode(body)?;
+            let p = SubscribeOptions::decode_fields(body)?;
             Ok(Self {
                 id,
                 broadcast,
                 track,
-                priority: p.priority,
-                ordered: p.ordered,
-                max_latency: p.max_latency,
-                start_group: p.start_group,
-                end_group: p.end_group,
-            })
-        })
-    }
-}
-
-/// 03/04 acceptance. moq-net sends the subscriber's priority, `ordered: false`, zero
-/// latency and no groups, and waits for it before accepting groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribeOk {
-    pub priority: u8,
-    pub ordered: bool,
-    pub max_latency: Duration,
-    pub start_group: Option<u64>,
-    pub end_group: Option<u64>,
-}
-
-impl Message for SubscribeOk {
-    fn encode<B: BufMut>(&self, buf: &mut B, _version: Version) {
-        encode_sized(buf, |body| {
-            Preferences {
-                priority: self.priority,
-                ordered: self.ordered,
-                max_latency: self.max_latency,
-                start_group: self.start_group,
-                end_group: self.end_group,
-            }
-            .encode(body)
-        })
-    }
-
-    fn decode(buf: &mut &[u8], _version: Version) -> Result<Self, DecodeError> {
-        decode_sized(buf, |body| {
-            let p = Preferences::decode(body)?;
-            Ok(Self {
                 priority: p.priority,
                 ordered: p.ordered,
                 max_latency: p.max_latency,
@@ -229,45 +210,6 @@ impl Message for SubscribeResponse {
         };
         *buf = rest;
         Ok(msg)
-    }
-}
-
-/// New preferences for a live subscription, sent (untyped, size-prefixed) by the subscriber
-/// after SUBSCRIBE on 03/04/05. moq-net re-sends all fields, varying the group range.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribeUpdate {
-    pub priority: u8,
-    pub ordered: bool,
-    pub max_latency: Duration,
-    pub start_group: Option<u64>,
-    pub end_group: Option<u64>,
-}
-
-impl Message for SubscribeUpdate {
-    fn encode<B: BufMut>(&self, buf: &mut B, _version: Version) {
-        encode_sized(buf, |body| {
-            Preferences {
-                priority: self.priority,
-                ordered: self.ordered,
-                max_latency: self.max_latency,
-                start_group: self.start_group,
-                end_group: self.end_group,
-            }
-            .encode(body)
-        })
-    }
-
-    fn decode(buf: &mut &[u8], _version: Version) -> Result<Self, DecodeError> {
-        decode_sized(buf, |body| {
-            let p = Preferences::decode(body)?;
-            Ok(Self {
-                priority: p.priority,
-                ordered: p.ordered,
-                max_latency: p.max_latency,
-                start_group: p.start_group,
-                end_group: p.end_group,
-            })
-        })
     }
 }
 
