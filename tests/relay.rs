@@ -354,3 +354,65 @@ async fn malformed_input_closes_only_that_connection() -> Result<()> {
     assert_bytes_eq(&sub.output().await?, &data, "the well-behaved subscriber");
     publisher.finish().await
 }
+
+#[tokio::test]
+async fn certificate_fingerprint_is_checked() -> Result<()> {
+    let relay = Relay::start().await?;
+    let url = relay.url("anon");
+    let fingerprint = within("the relay's fingerprint line", async {
+        loop {
+            let log = relay.log_tail();
+            if let Some((_, fp)) = log
+                .lines()
+                .find_map(|l| l.split_once("certificate sha256 fingerprint: "))
+            {
+                return fp.trim().to_string();
+            }
+            // The line is read from the relay's stdout in the background.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await?;
+
+    // A wrong fingerprint is refused before any subscription is made.
+    let wrong = "00".repeat(32);
+    let mut refused = fingerprint_sub(&url, &wrong)?;
+    let status = refused.wait_for(TIMEOUT).await?;
+    assert!(!status.success());
+    assert!(
+        refused.log_tail().contains("does not match"),
+        "{}",
+        refused.log_tail()
+    );
+
+    // The right one (in any case, with colons) is accepted: a transfer goes through.
+    let data = Rng::seeded("fingerprint").bytes(100_000).to_vec();
+    let colons: Vec<String> = fingerprint
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect();
+    let mut sub = fingerprint_sub(&url, &colons.join(":"))?;
+    let out = sub.take_stdout().context("stdout")?;
+    let publisher = MoqringPub::spawn(&url, "fp", "t", &pub_options(10_000, 4), data.clone())?;
+    assert_bytes_eq(&read_to_end(out).await?, &data, "verified subscriber");
+    sub.wait_success().await?;
+    publisher.finish().await
+}
+
+/// `moqring sub` checking the relay's certificate against `fingerprint`.
+fn fingerprint_sub(url: &url::Url, fingerprint: &str) -> Result<ChildProc> {
+    let args = [
+        "sub",
+        url.as_str(),
+        "--broadcast",
+        "fp",
+        "--track",
+        "t",
+        "--tls-fingerprint",
+        fingerprint,
+    ];
+    let mut proc = ChildProc::spawn("moqring sub", moqring_command(args))?;
+    proc.close_stdin();
+    Ok(proc)
+}
