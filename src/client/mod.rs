@@ -13,7 +13,7 @@ use std::time::Instant;
 use ring::rand::SecureRandom;
 use url::Url;
 
-use crate::net::quic::{self, MAX_DATAGRAM_SIZE};
+use crate::net::quic;
 use crate::net::udp::UdpIo;
 use crate::session::{zc::BytesFactory, Event, Session, SessionConfig};
 use crate::wire::{ErrorCode, Version};
@@ -130,7 +130,7 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
     };
     let mut session = Session::new(conn, session_config);
     let mut buf = vec![0u8; 65536];
-    let mut out = vec![0u8; MAX_DATAGRAM_SIZE];
+    let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
     let mut events = Vec::new();
     let mut checked = false;
     loop {
@@ -163,13 +163,7 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
             return Err(ClientError::Closed(close_reason(&session)));
         }
         session.flush(now);
-        loop {
-            match session.conn_mut().send(&mut out) {
-                Ok((len, info)) => io.send(&out[..len], info.to),
-                Err(quiche::Error::Done) => break,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        io.send_from(session.conn_mut(), &mut out)?;
         let wake_at = match (session.next_timeout(), app.next_wake()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

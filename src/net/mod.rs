@@ -1,4 +1,5 @@
 //! UDP sockets and QUIC transport settings; the only place that talks to the kernel's network.
 
+pub mod gso;
 pub mod quic;
 pub mod udp;

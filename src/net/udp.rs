@@ -9,6 +9,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use super::gso;
+use super::quic::MAX_DATAGRAM_SIZE;
+
 /// Socket buffer size we ask for (the kernel caps it at net.core.{r,w}mem_max).
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -16,6 +19,8 @@ pub struct UdpIo {
     socket: UdpSocket,
     ready: monoio::net::udp::UdpSocket,
     local: SocketAddr,
+    /// GSO segment size when the kernel accepted `UDP_SEGMENT`.
+    segment: Option<usize>,
 }
 
 impl UdpIo {
@@ -27,11 +32,41 @@ impl UdpIo {
         set_buffer(&socket, libc::SO_SNDBUF);
         let ready = monoio::net::udp::UdpSocket::from_std(socket.try_clone()?)?;
         let local = socket.local_addr()?;
+        let segment = enable_gso(&socket, MAX_DATAGRAM_SIZE);
+        if segment.is_none() {
+            tracing::warn!("UDP GSO unavailable: one datagram per send");
+        }
         Ok(Self {
             socket,
             ready,
             local,
+            segment,
         })
+    }
+
+    /// Whether sends are batched with UDP GSO.
+    pub fn gso(&self) -> bool {
+        self.segment.is_some()
+    }
+
+    /// Sends every packet `conn` has ready, full-size runs batched into GSO sends.
+    /// `buf` must hold at least one datagram; [`gso::MAX_BATCH`] bytes use GSO fully.
+    pub fn send_from<F: quiche::BufFactory>(
+        &self,
+        conn: &mut quiche::Connection<F>,
+        buf: &mut [u8],
+    ) -> Result<(), quiche::Error> {
+        gso::drain(
+            buf,
+            self.segment,
+            |slot| match conn.send(slot) {
+                Ok((n, info)) => Ok(Some((n, info.to))),
+                Err(quiche::Error::Done) => Ok(None),
+                Err(e) => Err(e),
+            },
+            |bytes, to| self.send(bytes, to),
+        )
+        .map(|_| ())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -80,6 +115,23 @@ impl UdpIo {
             _ = woken => {}
         }
     }
+}
+
+/// Sets `UDP_SEGMENT` so each send is cut into `segment`-byte datagrams.
+fn enable_gso(socket: &UdpSocket, segment: usize) -> Option<usize> {
+    let size = segment as libc::c_int;
+    // SAFETY: as in `set_buffer`: a live socket fd and a pointer to a local c_int of the
+    // stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    (rc == 0).then_some(segment)
 }
 
 fn set_buffer(socket: &UdpSocket, option: libc::c_int) {

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use crate::net::quic::MAX_DATAGRAM_SIZE;
 use crate::net::udp::UdpIo;
 use crate::relay::{Relay, RelayConfig};
 use crate::session::{Event, SessionConfig};
@@ -42,7 +41,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
         .build()?;
     rt.block_on(async move {
         let io = UdpIo::bind(config.bind)?;
-        info!(addr = %io.local_addr(), io_uring = uring, "shard listening");
+        info!(addr = %io.local_addr(), io_uring = uring, gso = io.gso(), "shard listening");
         on_bound(io.local_addr());
         let mut shard = Shard {
             io,
@@ -64,7 +63,7 @@ struct Shard {
 impl Shard {
     async fn serve(&mut self) -> ! {
         let mut buf = vec![0u8; 65536];
-        let mut out = vec![0u8; MAX_DATAGRAM_SIZE];
+        let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
         loop {
             self.receive(&mut buf);
             self.table.on_timeouts(Instant::now());
@@ -125,17 +124,9 @@ impl Shard {
                 continue;
             };
             session.flush(now);
-            let conn = session.conn_mut();
-            loop {
-                match conn.send(out) {
-                    Ok((len, info)) => self.io.send(&out[..len], info.to),
-                    Err(quiche::Error::Done) => break,
-                    Err(e) => {
-                        debug!(session = key, error = %e, "send failed, closing");
-                        let _ = conn.close(false, 0x1, b"send error");
-                        break;
-                    }
-                }
+            if let Err(e) = self.io.send_from(session.conn_mut(), out) {
+                debug!(session = key, error = %e, "send failed, closing");
+                let _ = session.conn_mut().close(false, 0x1, b"send error");
             }
         }
     }
