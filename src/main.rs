@@ -57,6 +57,9 @@ struct RelayArgs {
     /// Bytes a subscriber may have queued before its oldest groups are dropped.
     #[arg(long, default_value_t = 16 << 20)]
     max_queued_bytes: usize,
+    /// Connections held at most; new ones beyond this are refused.
+    #[arg(long, default_value_t = 20_000)]
+    max_connections: usize,
     /// Milliseconds of silence after which a connection is considered gone.
     #[arg(long, default_value_t = moqring::net::quic::IDLE_TIMEOUT_MS)]
     idle_timeout_ms: u64,
@@ -225,6 +228,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             path: None,
             max_frame_size: args.max_frame_size,
         },
+        max_connections: args.max_connections,
     };
     let alpns: Vec<String> = versions.iter().map(|v| v.to_string()).collect();
     let on_bound = Box::new(move |addr: SocketAddr| {

@@ -265,6 +265,12 @@ mod raw {
 
     impl RawClient {
         pub fn connect(peer: SocketAddr, alpn: &[u8]) -> Self {
+            let client = Self::try_connect(peer, alpn, Duration::from_secs(10));
+            client.expect("handshake with the relay")
+        }
+
+        /// Connects, or gives up after `limit` without a completed handshake.
+        pub fn try_connect(peer: SocketAddr, alpn: &[u8], limit: Duration) -> Option<Self> {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             socket
                 .set_read_timeout(Some(Duration::from_millis(20)))
@@ -284,9 +290,8 @@ mod raw {
             let local = socket.local_addr().unwrap();
             let conn = quiche::connect(Some("localhost"), &scid, local, peer, &mut config).unwrap();
             let mut client = Self { socket, conn, peer };
-            client.run_until(|c| c.is_established() || c.is_closed());
-            assert!(client.conn.is_established(), "handshake with the relay");
-            client
+            client.run_for(limit, |c| c.is_established() || c.is_closed());
+            client.conn.is_established().then_some(client)
         }
 
         pub fn conn(&mut self) -> &mut quiche::Connection {
@@ -294,8 +299,12 @@ mod raw {
         }
 
         /// Exchanges packets until `done` or 10 s pass.
-        pub fn run_until(&mut self, mut done: impl FnMut(&quiche::Connection) -> bool) {
-            let deadline = Instant::now() + Duration::from_secs(10);
+        pub fn run_until(&mut self, done: impl FnMut(&quiche::Connection) -> bool) {
+            self.run_for(Duration::from_secs(10), done)
+        }
+
+        fn run_for(&mut self, limit: Duration, mut done: impl FnMut(&quiche::Connection) -> bool) {
+            let deadline = Instant::now() + limit;
             let mut buf = [0u8; 65535];
             let mut out = [0u8; 1500];
             while !done(&self.conn) && Instant::now() < deadline {
@@ -415,4 +424,19 @@ fn fingerprint_sub(url: &url::Url, fingerprint: &str) -> Result<ChildProc> {
     let mut proc = ChildProc::spawn("moqring sub", moqring_command(args))?;
     proc.close_stdin();
     Ok(proc)
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() -> Result<()> {
+    let relay = Relay::start_with(&["--max-connections", "1"]).await?;
+    let addr = relay.addr;
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let first = raw::RawClient::try_connect(addr, b"moq-lite-04", Duration::from_secs(10));
+        let second = raw::RawClient::try_connect(addr, b"moq-lite-04", Duration::from_secs(1));
+        (first.is_some(), second.is_some())
+    })
+    .await?;
+    assert!(first, "the first connection is accepted");
+    assert!(!second, "the second is refused while the first is open");
+    Ok(())
 }

@@ -24,6 +24,8 @@ pub struct ShardConfig {
     pub quic: quiche::Config,
     pub relay: RelayConfig,
     pub session: SessionConfig,
+    /// Connections this shard holds at most.
+    pub max_connections: usize,
 }
 
 /// Reports the bound address once the socket is open.
@@ -45,7 +47,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
         on_bound(io.local_addr());
         let mut shard = Shard {
             io,
-            table: Table::new(config.quic, config.session),
+            table: Table::new(config.quic, config.session, config.max_connections),
             relay: Relay::new(config.relay),
             events: Vec::new(),
         };

@@ -17,16 +17,19 @@ use crate::wire::{ErrorCode, Subscribe, TrackInfo};
 pub struct Table {
     quic: quiche::Config,
     session: SessionConfig,
+    /// Connections beyond this are refused (their Initial packets are dropped).
+    max_connections: usize,
     sessions: Slab<Session>,
     by_cid: HashMap<Vec<u8>, SessionKey>,
     rng: ring::rand::SystemRandom,
 }
 
 impl Table {
-    pub fn new(quic: quiche::Config, session: SessionConfig) -> Self {
+    pub fn new(quic: quiche::Config, session: SessionConfig, max_connections: usize) -> Self {
         Self {
             quic,
             session,
+            max_connections,
             sessions: Slab::new(),
             by_cid: HashMap::new(),
             rng: ring::rand::SystemRandom::new(),
@@ -94,6 +97,10 @@ impl Table {
         from: SocketAddr,
         local: SocketAddr,
     ) -> Option<SessionKey> {
+        if self.sessions.len() >= self.max_connections {
+            debug!(peer = %from, "connection limit reached, Initial dropped");
+            return None;
+        }
         let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
         self.rng.fill(&mut scid).ok()?;
         let scid_ref = quiche::ConnectionId::from_ref(&scid);
