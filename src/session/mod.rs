@@ -17,7 +17,7 @@ mod send;
 mod serve;
 pub mod zc;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -159,8 +159,9 @@ pub struct Session {
     recv: HashMap<u64, InStream>,
     /// Write state of every stream we still write to.
     send: HashMap<u64, OutStream>,
-    /// Streams with queued data or a pending FIN, in id order so older streams flush first.
-    dirty: BTreeSet<u64>,
+    /// Streams with queued data or a pending FIN (each once, see `OutStream::dirty`); sorted
+    /// at flush so older streams go first.
+    dirty: Vec<u64>,
     /// Scratch list for `flush`, kept to avoid an allocation per turn.
     flushing: Vec<u64>,
     next_bidi: u64,
@@ -196,7 +197,7 @@ impl Session {
             root: String::new(),
             recv: HashMap::new(),
             send: HashMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
             flushing: Vec::new(),
             next_bidi: if server { 1 } else { 0 },
             next_uni: if server { 3 } else { 2 },
@@ -332,33 +333,39 @@ impl Session {
                 }
             }
         }
-        self.flushing.clear();
-        self.flushing.extend(self.dirty.iter().copied());
+        std::mem::swap(&mut self.flushing, &mut self.dirty);
+        self.flushing.sort_unstable();
         for i in 0..self.flushing.len() {
             let id = self.flushing[i];
             let Some(out) = self.send.get_mut(&id) else {
-                self.dirty.remove(&id);
                 continue;
             };
             let before = out.queued();
             let state = out.flush(&mut self.conn, id);
             self.queued -= before - out.queued();
             match state {
-                Flushed::Pending => {}
-                Flushed::Idle => {
-                    self.dirty.remove(&id);
-                }
+                Flushed::Pending => self.dirty.push(id),
+                Flushed::Idle => out.dirty = false,
                 Flushed::Done => {
-                    self.dirty.remove(&id);
                     self.send.remove(&id);
                 }
                 Flushed::Stopped(code) => {
-                    self.dirty.remove(&id);
                     if let Some(out) = self.send.remove(&id) {
                         self.queued -= out.queued();
                     }
                     self.on_stopped(id, code);
                 }
+            }
+        }
+        self.flushing.clear();
+    }
+
+    /// Queues `id` for the next flush, once.
+    fn mark_dirty(&mut self, id: u64) {
+        if let Some(out) = self.send.get_mut(&id) {
+            if !out.dirty {
+                out.dirty = true;
+                self.dirty.push(id);
             }
         }
     }
@@ -456,7 +463,7 @@ impl Session {
             .or_insert_with(|| OutStream::new(Class::Control, true));
         self.queued += chunk.len();
         out.push(chunk);
-        self.dirty.insert(id);
+        self.mark_dirty(id);
     }
 
     fn write_msg<M: Message>(&mut self, id: u64, msg: &M) {
@@ -478,7 +485,7 @@ impl Session {
             .entry(id)
             .or_insert_with(|| OutStream::new(Class::Control, true))
             .finish();
-        self.dirty.insert(id);
+        self.mark_dirty(id);
     }
 
     /// Resets our write side and stops reading a stream; drops its queues.

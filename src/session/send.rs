@@ -47,6 +47,8 @@ pub struct OutStream {
     class: Class,
     /// Whether quiche knows the stream yet (priority set on the first successful write).
     opened: bool,
+    /// Whether the stream is in the session's flush list.
+    pub dirty: bool,
 }
 
 impl OutStream {
@@ -57,6 +59,7 @@ impl OutStream {
             fin: false,
             class,
             opened,
+            dirty: false,
         }
     }
 

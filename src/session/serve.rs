@@ -142,7 +142,7 @@ impl Session {
         self.queued += buf.len();
         out.push(buf.freeze());
         self.send.insert(id, out);
-        self.dirty.insert(id);
+        self.mark_dirty(id);
         Some(id)
     }
 
@@ -158,14 +158,14 @@ impl Session {
             out.push(part);
         }
         self.queued += out.queued() - before;
-        self.dirty.insert(group);
+        self.mark_dirty(group);
     }
 
     /// Finishes a group stream after its queued frames.
     pub fn finish_group(&mut self, group: u64) {
         if let Some(out) = self.send.get_mut(&group) {
             out.finish();
-            self.dirty.insert(group);
+            self.mark_dirty(group);
         }
     }
 
