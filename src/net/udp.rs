@@ -44,9 +44,13 @@ impl UdpIo {
         })
     }
 
-    /// Whether sends are batched with UDP GSO.
-    pub fn gso(&self) -> bool {
-        self.segment.is_some()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The GSO segment size, when sends are batched with UDP GSO.
+    pub fn segment(&self) -> Option<usize> {
+        self.segment
     }
 
     /// Sends every packet `conn` has ready, full-size runs batched into GSO sends.
@@ -67,10 +71,6 @@ impl UdpIo {
             |bytes, to| self.send(bytes, to),
         )
         .map(|_| ())
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
     }
 
     /// One datagram, or `None` when nothing is waiting.
