@@ -164,6 +164,8 @@ pub struct Session {
     dirty: Vec<u64>,
     /// Scratch list for `flush`, kept to avoid an allocation per turn.
     flushing: Vec<u64>,
+    /// Scratch list of readable streams, likewise.
+    readable: Vec<u64>,
     next_bidi: u64,
     next_uni: u64,
     next_sub_id: u64,
@@ -199,6 +201,7 @@ impl Session {
             send: HashMap::new(),
             dirty: Vec::new(),
             flushing: Vec::new(),
+            readable: Vec::new(),
             next_bidi: if server { 1 } else { 0 },
             next_uni: if server { 3 } else { 2 },
             next_sub_id: 0,

@@ -155,13 +155,19 @@ impl Session {
             // Data (uni) streams before control (bidi) streams, so a group's last bytes are
             // handled before a subscription end that arrived with them; and lower ids
             // first, as ids grow in opening order, to keep groups in sequence.
-            let mut readable: Vec<u64> = self.conn.readable().collect();
+            let mut readable = std::mem::take(&mut self.readable);
+            readable.clear();
+            readable.extend(self.conn.readable());
             readable.sort_unstable_by_key(|id| (super::wire_is_bidi(*id), *id));
-            for id in readable {
+            for &id in &readable {
                 self.read_stream(id);
                 if self.conn.is_closed() {
-                    return;
+                    break;
                 }
+            }
+            self.readable = readable;
+            if self.conn.is_closed() {
+                return;
             }
             // A lite-05 SETUP read in this pass releases the streams skipped before it.
             if was_ready || self.phase != Phase::Ready {

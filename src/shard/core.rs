@@ -10,13 +10,15 @@ use tracing::debug;
 
 use super::Table;
 use crate::net::gso;
-use crate::relay::{Relay, RelayConfig};
+use crate::relay::{Relay, RelayConfig, SessionKey};
 use crate::session::{Event, SessionConfig};
 
 pub struct Core {
     table: Table,
     relay: Relay,
     events: Vec<Event>,
+    /// Scratch list of session keys, reused every phase.
+    keys: Vec<SessionKey>,
 }
 
 impl Core {
@@ -30,6 +32,7 @@ impl Core {
             table: Table::new(quic, session, max_connections),
             relay: Relay::new(relay),
             events: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -56,7 +59,8 @@ impl Core {
     pub fn dispatch(&mut self, now: Instant) {
         self.table.on_timeouts(now);
         self.relay.tick(now, &mut self.table);
-        for key in self.table.keys() {
+        self.table.keys_into(&mut self.keys);
+        for &key in &self.keys {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
             };
@@ -78,13 +82,34 @@ impl Core {
         now: Instant,
         out: &mut [u8],
         segment: Option<usize>,
+        send: impl FnMut(&[u8], SocketAddr),
+    ) {
+        self.flush(now);
+        self.send(out, segment, send);
+    }
+
+    /// Moves every session's queued stream data into quiche.
+    pub fn flush(&mut self, now: Instant) {
+        self.table.keys_into(&mut self.keys);
+        for &key in &self.keys {
+            if let Some(session) = self.table.get_mut(key) {
+                session.flush(now);
+            }
+        }
+    }
+
+    /// Hands every packet quiche has ready to `send`, then forgets closed connections.
+    pub fn send(
+        &mut self,
+        out: &mut [u8],
+        segment: Option<usize>,
         mut send: impl FnMut(&[u8], SocketAddr),
     ) {
-        for key in self.table.keys() {
+        self.table.keys_into(&mut self.keys);
+        for &key in &self.keys {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
             };
-            session.flush(now);
             let conn = session.conn_mut();
             let sent = gso::drain(
                 out,

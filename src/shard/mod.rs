@@ -85,3 +85,6 @@ async fn serve(io: UdpIo, mut core: Core) -> ! {
         io.wait(timeout, None).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

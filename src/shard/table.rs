@@ -36,8 +36,11 @@ impl Table {
         }
     }
 
-    pub fn keys(&self) -> Vec<SessionKey> {
-        self.sessions.iter().map(|(k, _)| k).collect()
+    /// Replaces `out`'s contents with the keys of every session (no allocation once `out`
+    /// has grown to the table's size).
+    pub fn keys_into(&self, out: &mut Vec<SessionKey>) {
+        out.clear();
+        out.extend(self.sessions.iter().map(|(k, _)| k));
     }
 
     pub fn get_mut(&mut self, key: SessionKey) -> Option<&mut Session> {
