@@ -9,6 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use super::batch::RecvBatch;
 use super::gso;
 use super::quic::MAX_DATAGRAM_SIZE;
 
@@ -71,6 +72,11 @@ impl UdpIo {
             |bytes, to| self.send(bytes, to),
         )
         .map(|_| ())
+    }
+
+    /// Reads a batch of waiting datagrams into `batch`; returns how many (0: none waiting).
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.recv(self.socket.as_raw_fd())
     }
 
     /// One datagram, or `None` when nothing is waiting.

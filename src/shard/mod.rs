@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
+use crate::net::batch::RecvBatch;
 use crate::net::gso;
 use crate::net::udp::UdpIo;
 use crate::relay::RelayConfig;
@@ -60,18 +61,20 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
 
 /// The event loop: receive batch -> sessions and relay -> send batch -> sleep.
 async fn serve(io: UdpIo, mut core: Core) -> ! {
-    let mut buf = vec![0u8; 65536];
+    let mut batch = RecvBatch::new();
     let mut out = vec![0u8; gso::MAX_BATCH];
     let local = io.local_addr();
     loop {
         loop {
-            match io.try_recv(&mut buf) {
-                Ok(Some((len, from))) => {
-                    if let Some(reply) = core.on_datagram(&mut buf[..len], from, local) {
-                        io.send(&reply, from);
+            match io.recv_batch(&mut batch) {
+                Ok(0) => break,
+                Ok(_) => {
+                    for (buf, from) in batch.datagrams() {
+                        if let Some(reply) = core.on_datagram(buf, from, local) {
+                            io.send(&reply, from);
+                        }
                     }
                 }
-                Ok(None) => break,
                 Err(e) => {
                     debug!(error = %e, "recv failed");
                     break;
