@@ -178,19 +178,19 @@ impl Relay {
             Event::TrackInfo { token, info } => self.track_info(key, token, info, sessions),
             Event::SubscribeAccepted { token, start } => {
                 tracing::debug!(token, ?start, "upstream subscription accepted");
-                if let Some(track) = self.upstream_track(key, token) {
+                if let Some(track) = upstream_track(&mut self.tracks, key, token) {
                     track.upstream_start = start;
                 }
             }
             Event::SubscribeEnd { token, group } => {
                 tracing::debug!(token, group, "upstream track ends");
-                if let Some(track) = self.upstream_track(key, token) {
+                if let Some(track) = upstream_track(&mut self.tracks, key, token) {
                     track.set_end(group, sessions);
                 }
             }
             Event::SubscriptionClosed { token, error } => {
                 tracing::debug!(token, ?error, "upstream subscription closed");
-                match self.upstream_track(key, token) {
+                match upstream_track(&mut self.tracks, key, token) {
                     // A clean end waits for the groups still arriving.
                     Some(track) if error.is_none() && track.has_open_groups() => {
                         track.closing = true;
@@ -202,9 +202,8 @@ impl Relay {
             Event::Group {
                 token, sequence, ..
             } => {
-                let config = self.config.clone();
-                if let Some(track) = self.upstream_track(key, token) {
-                    let dropped = track.start_group(sequence, &config, sessions);
+                if let Some(track) = upstream_track(&mut self.tracks, key, token) {
+                    let dropped = track.start_group(sequence, &self.config, sessions);
                     self.stats.groups += 1;
                     self.stats.dropped_groups += dropped;
                 }
@@ -214,7 +213,7 @@ impl Relay {
                 sequence,
                 frame,
             } => {
-                if let Some(track) = self.upstream_track(key, token) {
+                if let Some(track) = upstream_track(&mut self.tracks, key, token) {
                     track.push_frame(sequence, frame, sessions);
                     self.stats.frames += 1;
                 }
@@ -224,7 +223,7 @@ impl Relay {
                 sequence,
                 error,
             } => {
-                if let Some(track) = self.upstream_track(key, token) {
+                if let Some(track) = upstream_track(&mut self.tracks, key, token) {
                     track.end_group(sequence, error, sessions);
                     if track.closing && !track.has_open_groups() {
                         self.end_track(token, None, sessions);
@@ -233,13 +232,6 @@ impl Relay {
             }
             Event::Closed => self.remove_session(key, sessions),
         }
-    }
-
-    /// The track of an upstream subscription event, if `key` still publishes it.
-    fn upstream_track(&mut self, key: SessionKey, token: usize) -> Option<&mut Track> {
-        self.tracks
-            .get_mut(token)
-            .filter(|t| t.publisher == key && t.upstream.is_some())
     }
 
     fn track_request<S: Sessions>(
@@ -441,6 +433,13 @@ impl Relay {
             }
         }
     }
+}
+
+/// The track of an upstream subscription event, if `key` still publishes it.
+fn upstream_track(tracks: &mut Slab<Track>, key: SessionKey, token: usize) -> Option<&mut Track> {
+    tracks
+        .get_mut(token)
+        .filter(|t| t.publisher == key && t.upstream.is_some())
 }
 
 /// Track properties for a publisher whose version does not carry them (lite-03/04).
