@@ -54,12 +54,12 @@ impl Core {
         self.table.on_datagram(buf, from, local)
     }
 
-    /// Runs expired QUIC and relay timers, then turns received stream data into events and
-    /// lets the relay act on them.
+    /// Runs expired QUIC and relay timers, then turns the received stream data of the
+    /// sessions active this turn into events and lets the relay act on them.
     pub fn dispatch(&mut self, now: Instant) {
         self.table.on_timeouts(now);
         self.relay.tick(now, &mut self.table);
-        self.table.keys_into(&mut self.keys);
+        self.table.active_into(&mut self.keys);
         for &key in &self.keys {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
@@ -88,9 +88,9 @@ impl Core {
         self.send(out, segment, send);
     }
 
-    /// Moves every session's queued stream data into quiche.
+    /// Moves the queued stream data of the sessions active this turn into quiche.
     pub fn flush(&mut self, now: Instant) {
-        self.table.keys_into(&mut self.keys);
+        self.table.active_into(&mut self.keys);
         for &key in &self.keys {
             if let Some(session) = self.table.get_mut(key) {
                 session.flush(now);
@@ -98,14 +98,15 @@ impl Core {
         }
     }
 
-    /// Hands every packet quiche has ready to `send`, then forgets closed connections.
+    /// Hands every packet the active sessions have ready to `send`, ends the turn, and
+    /// forgets closed connections.
     pub fn send(
         &mut self,
         out: &mut [u8],
         segment: Option<usize>,
         mut send: impl FnMut(&[u8], SocketAddr),
     ) {
-        self.table.keys_into(&mut self.keys);
+        self.table.active_into(&mut self.keys);
         for &key in &self.keys {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
@@ -126,6 +127,7 @@ impl Core {
                 let _ = conn.close(false, 0x1, b"send error");
             }
         }
+        self.table.clear_active();
         self.table.remove_closed();
     }
 

@@ -22,6 +22,13 @@ pub struct Table {
     sessions: Slab<Session>,
     by_cid: HashMap<Vec<u8>, SessionKey>,
     rng: ring::rand::SystemRandom,
+    /// Sessions with something to do this loop turn: input, an expired timer, or data the
+    /// relay queued. Only these are processed and flushed, so idle subscribers cost nothing.
+    active: Vec<SessionKey>,
+    /// `marked[key]`: `key` is in `active`.
+    marked: Vec<bool>,
+    /// Scratch list for `on_timeouts`.
+    expired: Vec<SessionKey>,
 }
 
 impl Table {
@@ -33,14 +40,43 @@ impl Table {
             sessions: Slab::new(),
             by_cid: HashMap::new(),
             rng: ring::rand::SystemRandom::new(),
+            active: Vec::new(),
+            marked: Vec::new(),
+            expired: Vec::new(),
         }
     }
 
-    /// Replaces `out`'s contents with the keys of every session (no allocation once `out`
-    /// has grown to the table's size).
-    pub fn keys_into(&self, out: &mut Vec<SessionKey>) {
+    /// Replaces `out`'s contents with the sessions active this turn (no allocation once
+    /// `out` has grown).
+    pub fn active_into(&self, out: &mut Vec<SessionKey>) {
         out.clear();
-        out.extend(self.sessions.iter().map(|(k, _)| k));
+        out.extend_from_slice(&self.active);
+    }
+
+    /// Ends the turn: no session is active any more.
+    pub fn clear_active(&mut self) {
+        for key in self.active.drain(..) {
+            self.marked[key] = false;
+        }
+    }
+
+    fn mark(&mut self, key: SessionKey) {
+        if key >= self.marked.len() {
+            self.marked.resize(key + 1, false);
+        }
+        if !self.marked[key] {
+            self.marked[key] = true;
+            self.active.push(key);
+        }
+    }
+
+    /// The session, marked active (the relay is about to give it work).
+    fn touch(&mut self, key: SessionKey) -> Option<&mut Session> {
+        if !self.sessions.contains(key) {
+            return None;
+        }
+        self.mark(key);
+        self.sessions.get_mut(key)
     }
 
     pub fn get_mut(&mut self, key: SessionKey) -> Option<&mut Session> {
@@ -86,7 +122,7 @@ impl Table {
                 self.accept(&header.dcid, from, local)?
             }
         };
-        let session = self.sessions.get_mut(key)?;
+        let session = self.touch(key)?;
         let info = quiche::RecvInfo { from, to: local };
         if let Err(e) = session.conn_mut().recv(buf, info) {
             debug!(session = key, error = %e, "recv rejected datagram");
@@ -124,14 +160,24 @@ impl Table {
         Some(key)
     }
 
-    /// Runs expired QUIC timers.
+    /// Runs expired QUIC timers and activates sessions whose timers (QUIC or their own)
+    /// expired.
     pub fn on_timeouts(&mut self, now: Instant) {
-        for (_, session) in self.sessions.iter_mut() {
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.clear();
+        for (key, session) in self.sessions.iter_mut() {
+            if session.next_timeout().is_some_and(|t| t <= now) {
+                expired.push(key);
+            }
             let conn = session.conn_mut();
             if conn.timeout_instant().is_some_and(|t| t <= now) {
                 conn.on_timeout();
             }
         }
+        for &key in &expired {
+            self.mark(key);
+        }
+        self.expired = expired;
     }
 
     /// Time until the earliest QUIC timer.
@@ -173,74 +219,74 @@ impl Sessions for Table {
             .unwrap_or_default()
     }
     fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64> {
-        self.sessions.get_mut(s)?.request_announces(prefix)
+        self.touch(s)?.request_announces(prefix)
     }
     fn reply_announces(&mut self, s: SessionKey, stream: u64, initial: &[(&str, &[u64])]) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.reply_announces(stream, initial)
         }
     }
     fn announce(&mut self, s: SessionKey, stream: u64, b: &str, hops: &[u64], active: bool) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.announce(stream, b, hops, active)
         }
     }
     fn subscribe(&mut self, s: SessionKey, request: &Subscribe, token: usize) -> Option<u64> {
-        self.sessions.get_mut(s)?.subscribe(request, token)
+        self.touch(s)?.subscribe(request, token)
     }
     fn unsubscribe(&mut self, s: SessionKey, stream: u64) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.unsubscribe(stream)
         }
     }
     fn request_track(&mut self, s: SessionKey, b: &str, t: &str, token: usize) -> Option<u64> {
-        self.sessions.get_mut(s)?.request_track(b, t, token)
+        self.touch(s)?.request_track(b, t, token)
     }
     fn reply_track(&mut self, s: SessionKey, stream: u64, info: &TrackInfo) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.reply_track(stream, info)
         }
     }
     fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.reject(stream, code)
         }
     }
     fn subscribe_ok(&mut self, s: SessionKey, stream: u64, priority: u8) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.subscribe_ok(stream, priority)
         }
     }
     fn subscribe_start(&mut self, s: SessionKey, stream: u64, group: u64) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.subscribe_start(stream, group)
         }
     }
     fn subscribe_end(&mut self, s: SessionKey, stream: u64, group: u64) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.subscribe_end(stream, group)
         }
     }
     fn end_subscription(&mut self, s: SessionKey, stream: u64, error: Option<u64>) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.end_subscription(stream, error)
         }
     }
     fn open_group(&mut self, s: SessionKey, stream: u64, sequence: u64) -> Option<u64> {
-        self.sessions.get_mut(s)?.open_group(stream, sequence)
+        self.touch(s)?.open_group(stream, sequence)
     }
     fn send_frame(&mut self, s: SessionKey, group: u64, frame: &Frame) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.send_frame(group, frame)
         }
     }
     fn finish_group(&mut self, s: SessionKey, group: u64) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.finish_group(group)
         }
     }
     fn reset_group(&mut self, s: SessionKey, group: u64, code: u64) {
-        if let Some(x) = self.sessions.get_mut(s) {
+        if let Some(x) = self.touch(s) {
             x.reset_group(group, code)
         }
     }
