@@ -57,6 +57,12 @@ struct RelayArgs {
     /// Bytes a subscriber may have queued before its oldest groups are dropped.
     #[arg(long, default_value_t = 16 << 20)]
     max_queued_bytes: usize,
+    /// Bytes of finished groups each track keeps for subscribers asking for older groups.
+    #[arg(long, default_value_t = 4 << 20)]
+    cache_bytes: usize,
+    /// Milliseconds a finished group stays in its track's cache.
+    #[arg(long, default_value_t = 10_000)]
+    cache_age_ms: u64,
     /// Connections held at most; new ones beyond this are refused.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
@@ -221,6 +227,8 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         relay: RelayConfig {
             origin,
             max_queued_bytes: args.max_queued_bytes,
+            cache_bytes: args.cache_bytes,
+            cache_age: std::time::Duration::from_millis(args.cache_age_ms),
             ..RelayConfig::default()
         },
         session: SessionConfig {

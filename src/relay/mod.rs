@@ -33,6 +33,11 @@ pub struct RelayConfig {
     /// How long the finished tracks of a departed publisher stay servable from cache
     /// (late joiners and clients resuming a subscription read the end from it).
     pub linger: Duration,
+    /// Bytes of finished groups a track keeps for subscribers asking for older groups
+    /// (the newest group is always kept).
+    pub cache_bytes: usize,
+    /// How long a finished group stays in a track's cache.
+    pub cache_age: Duration,
 }
 
 impl Default for RelayConfig {
@@ -42,6 +47,8 @@ impl Default for RelayConfig {
             max_queued_bytes: 16 << 20,
             max_open_groups: 8,
             linger: Duration::from_secs(2),
+            cache_bytes: 4 << 20,
+            cache_age: Duration::from_secs(10),
         }
     }
 }
@@ -203,7 +210,7 @@ impl Relay {
                 token, sequence, ..
             } => {
                 if let Some(track) = upstream_track(&mut self.tracks, key, token) {
-                    let dropped = track.start_group(sequence, &self.config, sessions);
+                    let dropped = track.start_group(sequence, &self.config, self.now, sessions);
                     self.stats.groups += 1;
                     self.stats.dropped_groups += dropped;
                 }
@@ -224,7 +231,7 @@ impl Relay {
                 error,
             } => {
                 if let Some(track) = upstream_track(&mut self.tracks, key, token) {
-                    track.end_group(sequence, error, sessions);
+                    track.end_group(sequence, error, &self.config, self.now, sessions);
                     if track.closing && !track.has_open_groups() {
                         self.end_track(token, None, sessions);
                     }

@@ -136,7 +136,11 @@ fn frame(payload: &'static [u8]) -> Frame {
 
 /// A relay with a publisher of `anon/demo` and sessions 2.. ready.
 fn relay_with_publisher(rec: &mut Recorder) -> Relay {
-    let mut relay = Relay::new(RelayConfig::default());
+    relay_configured(RelayConfig::default(), rec)
+}
+
+fn relay_configured(config: RelayConfig, rec: &mut Recorder) -> Relay {
+    let mut relay = Relay::new(config);
     for s in [PUB, 2, 3, 4] {
         relay.handle(s, Event::Ready, rec);
     }
@@ -529,4 +533,111 @@ fn finished_track_is_served_from_cache_until_the_linger_ends() {
     assert_eq!(relay.track_count(), 0);
     relay.handle(4, sub(30), &mut rec);
     assert_eq!(rec.take(), vec![Call::Reject(4, 30, ErrorCode::NotFound)]);
+}
+
+/// Publishes finished groups `sequences`, each with `frames` frames of `size` bytes.
+fn publish_groups(
+    relay: &mut Relay,
+    rec: &mut Recorder,
+    token: usize,
+    sequences: std::ops::Range<u64>,
+    frames: usize,
+    size: usize,
+) {
+    for sequence in sequences {
+        relay.handle(
+            PUB,
+            Event::Group {
+                token,
+                stream: 3,
+                sequence,
+            },
+            rec,
+        );
+        for _ in 0..frames {
+            let frame = Frame::new(Bytes::from(vec![sequence as u8; size]), 0, 0);
+            relay.handle(
+                PUB,
+                Event::Frame {
+                    token,
+                    sequence,
+                    frame,
+                },
+                rec,
+            );
+        }
+        relay.handle(
+            PUB,
+            Event::GroupEnd {
+                token,
+                sequence,
+                error: None,
+            },
+            rec,
+        );
+    }
+}
+
+fn subscribe_from(stream: u64, start: Option<u64>) -> Event {
+    Event::Subscribe {
+        stream,
+        request: Subscribe {
+            start_group: start,
+            ..subscribe(0, "anon/demo")
+        },
+    }
+}
+
+#[test]
+fn subscriber_asking_for_an_older_group_gets_the_cache_in_order() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let token = upstream_token(&rec.take());
+    publish_groups(&mut relay, &mut rec, token, 0..3, 2, 100);
+    rec.take();
+    relay.handle(3, subscribe_from(20, Some(1)), &mut rec);
+    let calls = rec.take();
+    let groups = opened(&calls, 3);
+    assert_eq!(groups.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(calls.contains(&Call::SubscribeStart(3, 20, 1)));
+    for (sequence, id) in groups {
+        let frames = calls
+            .iter()
+            .filter(|c| matches!(c, Call::Frame(3, i, p) if *i == id && p[0] == sequence as u8))
+            .count();
+        assert_eq!(frames, 2, "group {sequence} replayed whole");
+        assert!(calls.contains(&Call::FinishGroup(3, id)));
+    }
+    // Then live groups follow.
+    publish_groups(&mut relay, &mut rec, token, 3..4, 1, 100);
+    assert_eq!(opened(&rec.take(), 3)[0].0, 3);
+}
+
+#[test]
+fn cache_keeps_to_its_byte_and_age_budgets() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        cache_bytes: 2500,
+        cache_age: std::time::Duration::from_secs(10),
+        ..RelayConfig::default()
+    };
+    let mut relay = relay_configured(config, &mut rec);
+    let t0 = std::time::Instant::now();
+    relay.tick(t0, &mut rec);
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let token = upstream_token(&rec.take());
+    // Groups of about 1 KB: 2500 bytes hold two of them.
+    publish_groups(&mut relay, &mut rec, token, 0..6, 1, 1000);
+    relay.handle(3, subscribe_from(20, Some(0)), &mut rec);
+    let cached: Vec<u64> = opened(&rec.take(), 3).iter().map(|g| g.0).collect();
+    assert_eq!(cached, vec![4, 5], "only what fits the byte budget");
+
+    // Eleven seconds on, the older of them has aged out; the newest always stays.
+    relay.tick(t0 + std::time::Duration::from_secs(11), &mut rec);
+    publish_groups(&mut relay, &mut rec, token, 6..7, 1, 10);
+    rec.take();
+    relay.handle(4, subscribe_from(30, Some(0)), &mut rec);
+    let cached: Vec<u64> = opened(&rec.take(), 4).iter().map(|g| g.0).collect();
+    assert_eq!(cached, vec![6]);
 }

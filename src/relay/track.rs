@@ -2,6 +2,7 @@
 //! fan-out of each group to every subscriber on a stream of its own.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use smallvec::SmallVec;
 
@@ -16,6 +17,10 @@ pub struct Group {
     pub frames: Vec<Frame>,
     /// `None` while open upstream; `Some(None)` finished; `Some(Some(code))` reset.
     pub end: Option<Option<u64>>,
+    /// Wire bytes of its frames (what it costs the cache).
+    bytes: usize,
+    /// When it ended upstream (its age in the cache counts from there).
+    ended_at: Option<Instant>,
 }
 
 /// One subscriber of a track.
@@ -180,12 +185,21 @@ impl Track {
         self.groups.iter().any(|g| g.end.is_none())
     }
 
-    /// A new subscriber starts at the latest group, from its first frame.
+    /// A new subscriber starts at the latest group, from its first frame; one that asks for
+    /// an older start gets every cached group from there on, in order.
     pub fn add_subscriber<S: Sessions>(&mut self, mut sub: Downstream, sessions: &mut S) {
-        if let Some(latest) = self.groups.back() {
-            // Only the latest group is kept: that is where a joiner starts.
+        let from = match (sub.start, self.groups.back()) {
+            (_, None) => None,
+            (None, Some(_)) => Some(self.groups.len() - 1),
+            // A start ahead of the newest group waits for it.
+            (Some(start), Some(latest)) if start > latest.sequence => None,
+            (Some(start), Some(_)) => self.groups.iter().position(|g| g.sequence >= start),
+        };
+        if let Some(from) = from {
             sub.start = None;
-            sub.open(latest, None, sessions);
+            for group in self.groups.range(from..) {
+                sub.open(group, None, sessions);
+            }
         }
         self.subscribers.push(sub);
     }
@@ -208,12 +222,15 @@ impl Track {
         &mut self,
         sequence: u64,
         config: &RelayConfig,
+        now: Option<Instant>,
         sessions: &mut S,
     ) -> u64 {
-        // Keep the open groups and the newest; forget finished older ones at once.
-        self.groups.retain(|g| g.end.is_none());
-        while self.groups.len() >= config.max_open_groups {
-            if let Some(old) = self.groups.pop_front() {
+        self.evict(config, now);
+        while self.open_groups() >= config.max_open_groups {
+            let Some(pos) = self.groups.iter().position(|g| g.end.is_none()) else {
+                break;
+            };
+            if let Some(old) = self.groups.remove(pos) {
                 self.cut_group(old.sequence, ErrorCode::Old.code(), sessions);
             }
         }
@@ -221,13 +238,19 @@ impl Track {
             sequence,
             frames: Vec::new(),
             end: None,
+            bytes: 0,
+            ended_at: None,
         };
         let mut dropped = 0;
         for sub in &mut self.subscribers {
             dropped += sub.shed(config.max_queued_bytes, sessions);
-            sub.open(&group, self.upstream_start, sessions);
+            if sub.start.is_none_or(|start| sequence >= start) {
+                sub.open(&group, self.upstream_start, sessions);
+            }
         }
-        self.groups.push_back(group);
+        // Groups are kept in sequence order, whatever order their streams arrive in.
+        let pos = self.groups.partition_point(|g| g.sequence < sequence);
+        self.groups.insert(pos, group);
         dropped
     }
 
@@ -245,14 +268,23 @@ impl Track {
                 sessions.send_frame(sub.session, id, &frame);
             }
         }
+        group.bytes += frame.wire_len();
         group.frames.push(frame);
     }
 
-    pub fn end_group<S: Sessions>(&mut self, sequence: u64, error: Option<u64>, sessions: &mut S) {
+    pub fn end_group<S: Sessions>(
+        &mut self,
+        sequence: u64,
+        error: Option<u64>,
+        config: &RelayConfig,
+        now: Option<Instant>,
+        sessions: &mut S,
+    ) {
         let Some(pos) = self.groups.iter().position(|g| g.sequence == sequence) else {
             return;
         };
         self.groups[pos].end = Some(error);
+        self.groups[pos].ended_at = now;
         for sub in &mut self.subscribers {
             let Some(i) = sub.groups.iter().position(|(seq, _)| *seq == sequence) else {
                 continue;
@@ -263,9 +295,35 @@ impl Track {
                 Some(code) => sessions.reset_group(sub.session, id, code),
             }
         }
-        // Only the newest group is worth keeping once finished.
-        if pos + 1 != self.groups.len() {
+        if error.is_some() && pos + 1 != self.groups.len() {
+            // A reset group is incomplete: not worth serving from the cache.
             self.groups.remove(pos);
+        }
+        self.evict(config, now);
+    }
+
+    fn open_groups(&self) -> usize {
+        self.groups.iter().filter(|g| g.end.is_none()).count()
+    }
+
+    /// Drops the oldest finished groups beyond the cache's byte and age budgets. The newest
+    /// group always stays (a late joiner starts there); open groups stay until they end.
+    fn evict(&mut self, config: &RelayConfig, now: Option<Instant>) {
+        let mut bytes: usize = self.groups.iter().map(|g| g.bytes).sum();
+        while self.groups.len() > 1 {
+            let oldest = &self.groups[0];
+            if oldest.end.is_none() {
+                break;
+            }
+            let too_old = match (now, oldest.ended_at) {
+                (Some(now), Some(at)) => now.saturating_duration_since(at) > config.cache_age,
+                _ => false,
+            };
+            if bytes <= config.cache_bytes && !too_old {
+                break;
+            }
+            bytes -= oldest.bytes;
+            self.groups.pop_front();
         }
     }
 
