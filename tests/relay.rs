@@ -437,3 +437,53 @@ async fn connections_beyond_the_limit_are_refused() -> Result<()> {
     assert!(!second, "the second is refused while the first is open");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_subscriber_asking_for_group_zero_gets_the_cached_groups() -> Result<()> {
+    const FRAME: usize = 1000;
+    const GROUP: usize = 4;
+    let relay = Relay::start().await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("cache").bytes(FRAME * GROUP * 4).to_vec();
+    let mut first = spawn_sub(&url, "cached", &[])?;
+    let mut first_out = first.take_stdout().context("stdout")?;
+    let frame_size = FRAME.to_string();
+    let group_frames = GROUP.to_string();
+    let mut publisher = spawn_pub(
+        &url,
+        "cached",
+        &["--frame-size", &frame_size, "--group-frames", &group_frames],
+    )?;
+    let mut stdin = publisher.take_stdin().context("stdin")?;
+    log_contains(&publisher, "subscribed stream=").await?;
+
+    // Two whole groups and half of the third go through the relay.
+    let split = FRAME * (2 * GROUP + GROUP / 2);
+    stdin.write_all(&data[..split]).await?;
+    stdin.flush().await?;
+    assert_eq!(read_exact(&mut first_out, split).await?, data[..split]);
+
+    // A subscriber asking for group 0 gets groups 0 and 1 from the cache, then the rest.
+    let mut replay = spawn_sub(&url, "cached", &["--start-group", "0"])?;
+    let replay_out = replay.take_stdout().context("stdout")?;
+    log_contains(&replay, "announced, subscribing").await?;
+    // Give its SUBSCRIBE time to reach the relay: nothing observable marks that.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stdin.write_all(&data[split..]).await?;
+    stdin.shutdown().await?;
+    drop(stdin);
+
+    assert_bytes_eq(
+        &read_to_end(replay_out).await?,
+        &data,
+        "replay from group 0",
+    );
+    assert_bytes_eq(
+        &read_to_end(first_out).await?,
+        &data[split..],
+        "live subscriber",
+    );
+    replay.wait_success().await?;
+    first.wait_success().await?;
+    publisher.wait_success().await
+}
