@@ -140,38 +140,18 @@ fn pub_options(frame_size: usize, group_frames: usize) -> PubOptions {
 
 #[tokio::test]
 async fn late_joiner_starts_at_the_current_group_from_its_first_frame() -> Result<()> {
-    const FRAME: usize = 1000;
-    const GROUP: usize = 4;
     let relay = Relay::start().await?;
     let url = relay.url("anon");
-    let data = Rng::seeded("late_join").bytes(FRAME * GROUP * 4).to_vec();
-    let mut first = spawn_sub(&url, "live", &[])?;
-    let mut first_out = first.take_stdout().context("stdout")?;
-    let mut publisher = spawn_pub(
-        &url,
-        "live",
-        &[
-            "--frame-size",
-            &FRAME.to_string(),
-            "--group-frames",
-            &GROUP.to_string(),
-        ],
-    )?;
-    let mut stdin = publisher.take_stdin().context("stdin")?;
-    log_contains(&publisher, "subscribed stream=").await?;
-
-    // Group 0 whole and half of group 1, and wait until they went through the relay.
-    let split = FRAME * (GROUP + GROUP / 2);
-    stdin.write_all(&data[..split]).await?;
-    stdin.flush().await?;
-    assert_eq!(read_exact(&mut first_out, split).await?, data[..split]);
+    let data = Rng::seeded("late_join")
+        .bytes(LIVE_FRAME * LIVE_GROUP * 4)
+        .to_vec();
+    // Group 0 whole and half of group 1 have gone through the relay.
+    let split = LIVE_FRAME * (LIVE_GROUP + LIVE_GROUP / 2);
+    let (mut first, first_out, mut publisher, mut stdin) =
+        live_track(&url, "live", &data, split).await?;
 
     // The late joiner subscribes while group 1 is open.
-    let mut late = spawn_sub(&url, "live", &[])?;
-    let late_out = late.take_stdout().context("stdout")?;
-    log_contains(&late, "announced, subscribing").await?;
-    // Give its SUBSCRIBE time to reach the relay: nothing observable marks that.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut late, late_out) = join(&url, "live", &[]).await?;
     stdin.write_all(&data[split..]).await?;
     stdin.shutdown().await?;
     drop(stdin);
@@ -179,10 +159,62 @@ async fn late_joiner_starts_at_the_current_group_from_its_first_frame() -> Resul
     let rest = read_to_end(first_out).await?;
     assert_bytes_eq(&rest, &data[split..], "first subscriber, rest");
     let joined = read_to_end(late_out).await?;
-    assert_bytes_eq(&joined, &data[FRAME * GROUP..], "late joiner: group 1 on");
+    assert_bytes_eq(
+        &joined,
+        &data[LIVE_FRAME * LIVE_GROUP..],
+        "late joiner: group 1 on",
+    );
     first.wait_success().await?;
     late.wait_success().await?;
     publisher.wait_success().await
+}
+
+/// Frames of 1000 bytes, 4 to a group, in the live-track tests.
+const LIVE_FRAME: usize = 1000;
+const LIVE_GROUP: usize = 4;
+
+/// A track in progress: a first subscriber, then a publisher fed `data[..split]`, which
+/// the subscriber has received (so the relay has seen it). Returns the subscriber, its
+/// output, the publisher and its stdin.
+async fn live_track(
+    url: &url::Url,
+    name: &str,
+    data: &[u8],
+    split: usize,
+) -> Result<(
+    ChildProc,
+    tokio::process::ChildStdout,
+    ChildProc,
+    tokio::process::ChildStdin,
+)> {
+    let mut first = spawn_sub(url, name, &[])?;
+    let mut first_out = first.take_stdout().context("stdout")?;
+    let (frame, group) = (LIVE_FRAME.to_string(), LIVE_GROUP.to_string());
+    let mut publisher = spawn_pub(
+        url,
+        name,
+        &["--frame-size", &frame, "--group-frames", &group],
+    )?;
+    let mut stdin = publisher.take_stdin().context("stdin")?;
+    log_contains(&publisher, "subscribed stream=").await?;
+    stdin.write_all(&data[..split]).await?;
+    stdin.flush().await?;
+    assert_eq!(read_exact(&mut first_out, split).await?, data[..split]);
+    Ok((first, first_out, publisher, stdin))
+}
+
+/// Starts a second subscriber while the track runs and waits until it has subscribed.
+async fn join(
+    url: &url::Url,
+    name: &str,
+    extra: &[&str],
+) -> Result<(ChildProc, tokio::process::ChildStdout)> {
+    let mut sub = spawn_sub(url, name, extra)?;
+    let out = sub.take_stdout().context("stdout")?;
+    log_contains(&sub, "announced, subscribing").await?;
+    // Give its SUBSCRIBE time to reach the relay: nothing observable marks that.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok((sub, out))
 }
 
 async fn read_to_end(mut out: tokio::process::ChildStdout) -> Result<Vec<u8>> {
@@ -440,35 +472,18 @@ async fn connections_beyond_the_limit_are_refused() -> Result<()> {
 
 #[tokio::test]
 async fn a_subscriber_asking_for_group_zero_gets_the_cached_groups() -> Result<()> {
-    const FRAME: usize = 1000;
-    const GROUP: usize = 4;
     let relay = Relay::start().await?;
     let url = relay.url("anon");
-    let data = Rng::seeded("cache").bytes(FRAME * GROUP * 4).to_vec();
-    let mut first = spawn_sub(&url, "cached", &[])?;
-    let mut first_out = first.take_stdout().context("stdout")?;
-    let frame_size = FRAME.to_string();
-    let group_frames = GROUP.to_string();
-    let mut publisher = spawn_pub(
-        &url,
-        "cached",
-        &["--frame-size", &frame_size, "--group-frames", &group_frames],
-    )?;
-    let mut stdin = publisher.take_stdin().context("stdin")?;
-    log_contains(&publisher, "subscribed stream=").await?;
-
-    // Two whole groups and half of the third go through the relay.
-    let split = FRAME * (2 * GROUP + GROUP / 2);
-    stdin.write_all(&data[..split]).await?;
-    stdin.flush().await?;
-    assert_eq!(read_exact(&mut first_out, split).await?, data[..split]);
+    let data = Rng::seeded("cache")
+        .bytes(LIVE_FRAME * LIVE_GROUP * 4)
+        .to_vec();
+    // Two whole groups and half of the third have gone through the relay.
+    let split = LIVE_FRAME * (2 * LIVE_GROUP + LIVE_GROUP / 2);
+    let (mut first, first_out, mut publisher, mut stdin) =
+        live_track(&url, "cached", &data, split).await?;
 
     // A subscriber asking for group 0 gets groups 0 and 1 from the cache, then the rest.
-    let mut replay = spawn_sub(&url, "cached", &["--start-group", "0"])?;
-    let replay_out = replay.take_stdout().context("stdout")?;
-    log_contains(&replay, "announced, subscribing").await?;
-    // Give its SUBSCRIBE time to reach the relay: nothing observable marks that.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut replay, replay_out) = join(&url, "cached", &["--start-group", "0"]).await?;
     stdin.write_all(&data[split..]).await?;
     stdin.shutdown().await?;
     drop(stdin);
