@@ -37,6 +37,7 @@ impl Sessions for Sink {
         None
     }
     fn reply_track(&mut self, _: SessionKey, _: u64, _: &TrackInfo) {}
+    fn reply_fetch(&mut self, _: SessionKey, _: u64, _: &[Frame]) {}
     fn reject(&mut self, _: SessionKey, _: u64, _: ErrorCode) {}
     fn subscribe_ok(&mut self, _: SessionKey, _: u64, _: u8) {}
     fn subscribe_start(&mut self, _: SessionKey, _: u64, _: u64) {}

@@ -331,15 +331,19 @@ mod raw {
         }
 
         /// Exchanges packets until `done` or 10 s pass.
-        pub fn run_until(&mut self, done: impl FnMut(&quiche::Connection) -> bool) {
+        pub fn run_until(&mut self, done: impl FnMut(&mut quiche::Connection) -> bool) {
             self.run_for(Duration::from_secs(10), done)
         }
 
-        fn run_for(&mut self, limit: Duration, mut done: impl FnMut(&quiche::Connection) -> bool) {
+        fn run_for(
+            &mut self,
+            limit: Duration,
+            mut done: impl FnMut(&mut quiche::Connection) -> bool,
+        ) {
             let deadline = Instant::now() + limit;
             let mut buf = [0u8; 65535];
             let mut out = [0u8; 1500];
-            while !done(&self.conn) && Instant::now() < deadline {
+            while !done(&mut self.conn) && Instant::now() < deadline {
                 while let Ok((len, info)) = self.conn.send(&mut out) {
                     self.socket.send_to(&out[..len], info.to).unwrap();
                 }
@@ -499,6 +503,106 @@ async fn a_subscriber_asking_for_group_zero_gets_the_cached_groups() -> Result<(
         "live subscriber",
     );
     replay.wait_success().await?;
+    first.wait_success().await?;
+    publisher.wait_success().await
+}
+
+/// Fetches group `group` of track `t` of `broadcast` (under `/anon`) over a raw lite-05
+/// connection: the group's payloads, or the code the relay reset the stream with.
+fn raw_fetch(
+    relay: std::net::SocketAddr,
+    broadcast: &str,
+    group: u64,
+) -> Result<Vec<Vec<u8>>, u64> {
+    use moqring::wire::{ControlType, DataType, Fetch, FrameHeader, Message, Setup, Version};
+    let mut client = raw::RawClient::connect(relay, b"moq-lite-05");
+    let mut setup = Vec::new();
+    DataType::Setup.encode(&mut setup);
+    Setup {
+        path: Some("/anon".into()),
+        ..Setup::default()
+    }
+    .encode(&mut setup, Version::Lite05);
+    client.conn().stream_send(2, &setup, true).unwrap();
+    let mut request = Vec::new();
+    ControlType::Fetch.encode(&mut request);
+    let fetch = Fetch {
+        broadcast: broadcast.into(),
+        track: "t".into(),
+        priority: 0,
+        group,
+    };
+    fetch.encode(&mut request, Version::Lite05);
+    client.conn().stream_send(0, &request, true).unwrap();
+    let mut reply = Vec::new();
+    let mut outcome = None;
+    client.run_until(|c| {
+        let mut buf = [0u8; 65536];
+        loop {
+            match c.stream_recv(0, &mut buf) {
+                Ok((n, fin)) => {
+                    reply.extend_from_slice(&buf[..n]);
+                    if fin {
+                        outcome = Some(Ok(()));
+                        return true;
+                    }
+                }
+                Err(quiche::Error::StreamReset(code)) => {
+                    outcome = Some(Err(code));
+                    return true;
+                }
+                Err(_) => return c.is_closed(),
+            }
+        }
+    });
+    outcome.expect("the fetch was answered")?;
+    let mut frames = Vec::new();
+    let mut rest = &reply[..];
+    let mut prev = 0;
+    while !rest.is_empty() {
+        let header = FrameHeader::decode(&mut rest, Version::Lite05, prev).expect("frame header");
+        prev = header.timestamp;
+        let (payload, tail) = rest.split_at(header.size as usize);
+        frames.push(payload.to_vec());
+        rest = tail;
+    }
+    Ok(frames)
+}
+
+#[tokio::test]
+async fn fetch_returns_a_cached_group_and_refuses_unknown_ones() -> Result<()> {
+    let relay = Relay::start().await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("fetch")
+        .bytes(LIVE_FRAME * LIVE_GROUP * 3)
+        .to_vec();
+    // Groups 0 and 1 went through the relay while a subscriber watches the track.
+    let split = LIVE_FRAME * LIVE_GROUP * 2 + LIVE_FRAME;
+    let (mut first, first_out, mut publisher, mut stdin) =
+        live_track(&url, "fetched", &data, split).await?;
+    let addr = relay.addr;
+    let (group1, unknown) = tokio::task::spawn_blocking(move || {
+        (
+            raw_fetch(addr, "fetched", 1),
+            raw_fetch(addr, "fetched", 40),
+        )
+    })
+    .await?;
+    let want: Vec<Vec<u8>> = data[LIVE_FRAME * LIVE_GROUP..LIVE_FRAME * LIVE_GROUP * 2]
+        .chunks(LIVE_FRAME)
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(group1, Ok(want), "group 1, frame by frame");
+    assert_eq!(unknown, Err(13), "a group the relay never had: NotFound");
+
+    stdin.write_all(&data[split..]).await?;
+    stdin.shutdown().await?;
+    drop(stdin);
+    assert_bytes_eq(
+        &read_to_end(first_out).await?,
+        &data[split..],
+        "live subscriber",
+    );
     first.wait_success().await?;
     publisher.wait_success().await
 }

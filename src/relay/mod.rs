@@ -181,6 +181,18 @@ impl Relay {
                 track,
             } => self.track_request(key, stream, &broadcast, &track, sessions),
             Event::Subscribe { stream, request } => self.subscribe(key, stream, request, sessions),
+            Event::Fetch { stream, request } => {
+                let answer = self
+                    .broadcasts
+                    .get(&request.broadcast)
+                    .and_then(|b| b.tracks.get(&request.track))
+                    .and_then(|&idx| self.tracks.get(idx))
+                    .map_or(Err(ErrorCode::NotFound), |t| t.cached_group(request.group));
+                match answer {
+                    Ok(frames) => sessions.reply_fetch(key, stream, frames),
+                    Err(code) => sessions.reject(key, stream, code),
+                }
+            }
             Event::RequestCancelled { stream } => self.cancel(key, stream, sessions),
             Event::TrackInfo { token, info } => self.track_info(key, token, info, sessions),
             Event::SubscribeAccepted { token, start } => {

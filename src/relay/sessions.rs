@@ -29,6 +29,8 @@ pub trait Sessions {
         token: usize,
     ) -> Option<u64>;
     fn reply_track(&mut self, s: SessionKey, stream: u64, info: &TrackInfo);
+    /// Answers a FETCH with a whole group's frames.
+    fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]);
     fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode);
     fn subscribe_ok(&mut self, s: SessionKey, stream: u64, priority: u8);
     fn subscribe_start(&mut self, s: SessionKey, stream: u64, group: u64);

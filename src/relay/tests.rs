@@ -16,6 +16,7 @@ enum Call {
     Unsubscribe(SessionKey, u64),
     RequestTrack(SessionKey, String, String),
     ReplyTrack(SessionKey, u64),
+    ReplyFetch(SessionKey, u64, Vec<Bytes>),
     Reject(SessionKey, u64, ErrorCode),
     SubscribeOk(SessionKey, u64),
     SubscribeStart(SessionKey, u64, u64),
@@ -79,6 +80,10 @@ impl Sessions for Recorder {
     }
     fn reply_track(&mut self, s: SessionKey, stream: u64, _info: &TrackInfo) {
         self.calls.push(Call::ReplyTrack(s, stream));
+    }
+    fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]) {
+        let payloads = frames.iter().map(|f| f.payload().clone()).collect();
+        self.calls.push(Call::ReplyFetch(s, stream, payloads));
     }
     fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode) {
         self.calls.push(Call::Reject(s, stream, code));
@@ -640,4 +645,55 @@ fn cache_keeps_to_its_byte_and_age_budgets() {
     relay.handle(4, subscribe_from(30, Some(0)), &mut rec);
     let cached: Vec<u64> = opened(&rec.take(), 4).iter().map(|g| g.0).collect();
     assert_eq!(cached, vec![6]);
+}
+
+#[test]
+fn fetch_serves_cached_groups_and_refuses_the_rest() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        cache_bytes: 2500,
+        ..RelayConfig::default()
+    };
+    let mut relay = relay_configured(config, &mut rec);
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let token = upstream_token(&rec.take());
+    publish_groups(&mut relay, &mut rec, token, 0..4, 2, 500);
+    relay.handle(
+        PUB,
+        Event::Group {
+            token,
+            stream: 3,
+            sequence: 4,
+        },
+        &mut rec,
+    );
+    rec.take();
+    let fetch = |stream, group| Event::Fetch {
+        stream,
+        request: crate::wire::Fetch {
+            broadcast: "anon/demo".into(),
+            track: "video".into(),
+            priority: 0,
+            group,
+        },
+    };
+    relay.handle(3, fetch(20, 3), &mut rec);
+    let calls = rec.take();
+    let Some(Call::ReplyFetch(3, 20, frames)) = calls.first() else {
+        panic!("fetch answered: {calls:?}")
+    };
+    assert_eq!(frames.len(), 2);
+    assert!(frames.iter().all(|f| f.len() == 500 && f[0] == 3));
+    // Group 0 fell out of the 2500-byte cache; group 4 is still open; 9 never existed.
+    relay.handle(3, fetch(24, 0), &mut rec);
+    relay.handle(3, fetch(28, 4), &mut rec);
+    relay.handle(3, fetch(32, 9), &mut rec);
+    assert_eq!(
+        rec.take(),
+        vec![
+            Call::Reject(3, 24, ErrorCode::Evicted),
+            Call::Reject(3, 28, ErrorCode::NotFound),
+            Call::Reject(3, 32, ErrorCode::NotFound),
+        ]
+    );
 }

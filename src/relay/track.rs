@@ -181,6 +181,19 @@ impl Track {
         sub.end(None, self.final_group(), sessions);
     }
 
+    /// A finished group's frames, for FETCH: `Evicted` when it is older than the cache,
+    /// `NotFound` when it is unknown, still open, or was reset.
+    pub fn cached_group(&self, sequence: u64) -> Result<&[Frame], ErrorCode> {
+        match self.groups.iter().find(|g| g.sequence == sequence) {
+            Some(group) if group.end == Some(None) => Ok(&group.frames),
+            Some(_) => Err(ErrorCode::NotFound),
+            None if self.groups.front().is_some_and(|g| sequence < g.sequence) => {
+                Err(ErrorCode::Evicted)
+            }
+            None => Err(ErrorCode::NotFound),
+        }
+    }
+
     pub fn has_open_groups(&self) -> bool {
         self.groups.iter().any(|g| g.end.is_none())
     }

@@ -29,7 +29,8 @@ use send::{Class, Flushed, OutStream};
 pub use zc::{BytesFactory, Conn};
 
 use crate::wire::{
-    Announce, DataType, ErrorCode, Message, Setup, Subscribe, SubscribeResponse, TrackInfo, Version,
+    Announce, DataType, ErrorCode, Fetch, Message, Setup, Subscribe, SubscribeResponse, TrackInfo,
+    Version,
 };
 
 /// How long announcements are held after a subscription ended cleanly, so the peer reads
@@ -70,6 +71,8 @@ pub enum Event {
     Subscribe { stream: u64, request: Subscribe },
     /// The peer closed or reset a request stream it opened (subscribe, announce, track).
     RequestCancelled { stream: u64 },
+    /// The peer fetches one group (lite-05; broadcast made absolute).
+    Fetch { stream: u64, request: Fetch },
     /// Answer to our track request `token`.
     TrackInfo { token: usize, info: TrackInfo },
     /// Our subscription `token` was accepted; `start` is the first group when known.
@@ -178,8 +181,8 @@ pub struct Session {
     ending: Vec<u64>,
     /// Announce interests we serve: stream -> absolute prefix.
     announcing: HashMap<u64, String>,
-    /// Track requests waiting for our answer.
-    track_requests: HashSet<u64>,
+    /// TRACK and FETCH requests waiting for our one-shot answer.
+    pending_replies: HashSet<u64>,
     /// Our announce requests: stream -> absolute prefix their suffixes are relative to.
     announce_prefixes: HashMap<u64, String>,
     /// Announcements waiting for ending subscriptions to finish first.
@@ -211,7 +214,7 @@ impl Session {
             queued: 0,
             ending: Vec::new(),
             announcing: HashMap::new(),
-            track_requests: HashSet::new(),
+            pending_replies: HashSet::new(),
             announce_prefixes: HashMap::new(),
             held_announces: Vec::new(),
             hold_until: None,

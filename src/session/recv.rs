@@ -9,7 +9,7 @@ use bytes::{Buf, BytesMut};
 use super::{path, Event, Phase, Served, Session};
 use crate::session::Frame;
 use crate::wire::{
-    Announce, AnnounceOk, AnnounceRequest, ControlType, DataType, DecodeError, ErrorCode,
+    Announce, AnnounceOk, AnnounceRequest, ControlType, DataType, DecodeError, ErrorCode, Fetch,
     FrameHeader, GroupHeader, Message, Setup, Subscribe, SubscribeResponse, SubscribeUpdate,
     TrackInfo, TrackRequest, Version,
 };
@@ -33,6 +33,7 @@ pub(super) enum Kind {
         requested: bool,
     },
     ServeTrack,
+    ServeFetch,
     Setup,
     GroupHead,
     Group {
@@ -351,7 +352,20 @@ impl Session {
                         });
                         // Nothing more may follow on this stream but a FIN.
                         s.kind = Kind::Discard;
-                        self.track_requests.insert(id);
+                        self.pending_replies.insert(id);
+                        true
+                    }
+                },
+                Kind::ServeFetch => match s.take::<Fetch>(v)? {
+                    None => false,
+                    Some(mut request) => {
+                        request.broadcast = self.absolute(&request.broadcast);
+                        self.events.push(Event::Fetch {
+                            stream: id,
+                            request,
+                        });
+                        s.kind = Kind::Discard;
+                        self.pending_replies.insert(id);
                         true
                     }
                 },
@@ -434,6 +448,7 @@ impl Session {
             ControlType::Announce => Kind::ServeAnnounce { prefix: None },
             ControlType::Subscribe => Kind::ServeSubscribe { requested: false },
             ControlType::Track if v.has_track_stream() => Kind::ServeTrack,
+            ControlType::Fetch if v.has_track_stream() => Kind::ServeFetch,
             // Probing is optional: we measure nothing, so the stream is refused.
             ControlType::Probe | ControlType::Fetch | ControlType::Goaway => {
                 return Err(Failure::Stream(ErrorCode::Unsupported))

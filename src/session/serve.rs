@@ -60,10 +60,27 @@ impl Session {
 
     /// Answers a track request and finishes the stream.
     pub fn reply_track(&mut self, stream: u64, info: &TrackInfo) {
-        if !self.track_requests.remove(&stream) {
+        if !self.pending_replies.remove(&stream) {
             return;
         }
         self.write_msg(stream, info);
+        self.finish_stream(stream);
+    }
+
+    /// Answers a fetch with a whole group's frames, then FIN.
+    pub fn reply_fetch(&mut self, stream: u64, frames: &[Frame]) {
+        let Some(version) = self.version else { return };
+        if !self.pending_replies.remove(&stream) {
+            return;
+        }
+        let mut parts: SmallVec<[Bytes; 3]> = SmallVec::new();
+        for frame in frames {
+            parts.clear();
+            frame.write_to(version, &mut parts);
+            for part in parts.drain(..) {
+                self.write(stream, part);
+            }
+        }
         self.finish_stream(stream);
     }
 
@@ -71,7 +88,7 @@ impl Session {
     pub fn reject(&mut self, stream: u64, code: ErrorCode) {
         self.served.remove(&stream);
         self.announcing.remove(&stream);
-        self.track_requests.remove(&stream);
+        self.pending_replies.remove(&stream);
         self.reset_stream(stream, code.code());
     }
 

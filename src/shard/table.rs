@@ -247,6 +247,11 @@ impl Sessions for Table {
             x.reply_track(stream, info)
         }
     }
+    fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]) {
+        if let Some(x) = self.touch(s) {
+            x.reply_fetch(stream, frames)
+        }
+    }
     fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode) {
         if let Some(x) = self.touch(s) {
             x.reject(stream, code)
