@@ -99,6 +99,8 @@ pub struct Relay {
     now: Option<Instant>,
     /// Broadcasts whose publisher left, kept for their finished tracks until then.
     departed: Vec<(Instant, String)>,
+    /// Finished tracks, kept for late and resuming subscribers until then.
+    expiring: Vec<(Instant, usize)>,
 }
 
 impl Relay {
@@ -112,6 +114,7 @@ impl Relay {
             stats: RelayStats::default(),
             now: None,
             departed: Vec::new(),
+            expiring: Vec::new(),
         }
     }
 
@@ -129,11 +132,21 @@ impl Relay {
                 self.forget_broadcast(&path, sessions);
             }
         }
+        while let Some(pos) = self.expiring.iter().position(|(at, _)| *at <= now) {
+            let (_, idx) = self.expiring.swap_remove(pos);
+            // The slot may hold another track by now; only a finished one goes.
+            if self.tracks.get(idx).is_some_and(|t| t.finished) {
+                self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
+            }
+        }
     }
 
     /// When [`Relay::tick`] next has work.
     pub fn next_timeout(&self) -> Option<Instant> {
-        self.departed.iter().map(|(at, _)| *at).min()
+        let departed = self.departed.iter().map(|(at, _)| *at);
+        departed
+            .chain(self.expiring.iter().map(|(at, _)| *at))
+            .min()
     }
 
     /// Removes a broadcast and every track it still holds.
@@ -423,6 +436,9 @@ impl Relay {
         }
         if error.is_none() {
             track.finish();
+            if let Some(now) = self.now {
+                self.expiring.push((now + self.config.linger, idx));
+            }
             let info = track.info.clone().unwrap_or_else(default_info);
             for (session, stream) in track.info_waiters.drain(..) {
                 sessions.reply_track(session, stream, &info);

@@ -697,3 +697,31 @@ fn fetch_serves_cached_groups_and_refuses_the_rest() {
         ]
     );
 }
+
+#[test]
+fn finished_track_of_a_connected_publisher_expires_after_the_linger() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    let t0 = std::time::Instant::now();
+    relay.tick(t0, &mut rec);
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let token = upstream_token(&rec.take());
+    publish_groups(&mut relay, &mut rec, token, 0..2, 1, 100);
+    relay.handle(
+        PUB,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    assert_eq!(relay.track_count(), 1, "kept, finished");
+    relay.tick(t0 + std::time::Duration::from_secs(1), &mut rec);
+    assert_eq!(relay.track_count(), 1);
+    relay.tick(t0 + std::time::Duration::from_secs(3), &mut rec);
+    assert_eq!(relay.track_count(), 0, "gone after the linger");
+    // The publisher is still there: a new subscription subscribes upstream again.
+    rec.take();
+    relay.handle(3, subscribe_from(20, None), &mut rec);
+    assert!(rec
+        .take()
+        .iter()
+        .any(|c| matches!(c, Call::Subscribe(PUB, ..))));
+}
