@@ -84,10 +84,16 @@ fn resolve(url: &Url) -> Result<(String, SocketAddr), ClientError> {
         .trim_matches(|c| c == '[' || c == ']')
         .to_string();
     let port = url.port().unwrap_or(443);
-    let addr = (host.as_str(), port)
+    let addrs: Vec<SocketAddr> = (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|_| ClientError::Resolve(host.clone()))?
-        .next()
+        .collect();
+    // The relay binds IPv4 loopback by default: prefer IPv4 when a name has both.
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
         .ok_or_else(|| ClientError::Resolve(host.clone()))?;
     Ok((host, addr))
 }
