@@ -10,7 +10,7 @@ use url::Url;
 use moqring::client::{
     self, Connect, PublishOptions, Publisher, SubscribeOptions, Subscriber, Verify,
 };
-use moqring::relay::RelayConfig;
+use moqring::relay::{EagerRule, RelayConfig};
 use moqring::session::{path, SessionConfig};
 use moqring::shard::{self, ShardConfig};
 use moqring::tls;
@@ -63,6 +63,11 @@ struct RelayArgs {
     /// Milliseconds a finished group stays in its track's cache.
     #[arg(long, default_value_t = 10_000)]
     cache_age_ms: u64,
+    /// Subscribe upstream on announce to these tracks of matching broadcasts, so the first
+    /// viewer joins from the cache: PATTERN=TRACK[,TRACK...], PATTERN a path or a prefix
+    /// ending in `*` (repeatable; default: subscribe on demand).
+    #[arg(long = "eager", value_name = "PATTERN=TRACKS")]
+    eager: Vec<EagerRule>,
     /// Connections held at most; new ones beyond this are refused.
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
@@ -229,6 +234,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             max_queued_bytes: args.max_queued_bytes,
             cache_bytes: args.cache_bytes,
             cache_age: std::time::Duration::from_millis(args.cache_age_ms),
+            eager: args.eager,
             ..RelayConfig::default()
         },
         session: SessionConfig {

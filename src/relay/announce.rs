@@ -2,7 +2,7 @@
 
 use super::{Broadcast, Relay, SessionKey, Sessions, Watcher};
 use crate::session::path;
-use crate::wire::ErrorCode;
+use crate::wire::{ErrorCode, Subscribe, DEFAULT_MAX_LATENCY};
 
 impl Relay {
     /// Session `key` wants announcements under `prefix` on `stream`.
@@ -82,6 +82,43 @@ impl Relay {
             self.notify(&broadcast, old, &old_hops, false, sessions);
         }
         self.notify(&broadcast, key, &hops, true, sessions);
+        self.subscribe_eagerly(&broadcast, sessions);
+    }
+
+    /// Subscribes upstream to the tracks eager rules name for `broadcast`.
+    fn subscribe_eagerly<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
+        let tracks: Vec<String> = self
+            .config
+            .eager
+            .iter()
+            .filter(|rule| rule.matches(broadcast))
+            .flat_map(|rule| rule.tracks.iter().cloned())
+            .collect();
+        for name in tracks {
+            let Some(idx) = self.track_index(broadcast, &name) else {
+                continue;
+            };
+            let track = &mut self.tracks[idx];
+            track.eager = true;
+            if track.upstream.is_some() {
+                continue;
+            }
+            let request = Subscribe {
+                id: 0,
+                broadcast: broadcast.to_string(),
+                track: name.clone(),
+                priority: 0,
+                ordered: false,
+                max_latency: DEFAULT_MAX_LATENCY,
+                start_group: None,
+                end_group: None,
+            };
+            if let Some(up) = sessions.subscribe(track.publisher, &request, idx) {
+                track.upstream = Some(up);
+                self.stats.upstream_subscribes += 1;
+                tracing::debug!(%broadcast, track = %name, "eager upstream subscribe");
+            }
+        }
     }
 
     /// Session `key` no longer publishes `broadcast`.

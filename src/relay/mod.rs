@@ -38,6 +38,49 @@ pub struct RelayConfig {
     pub cache_bytes: usize,
     /// How long a finished group stays in a track's cache.
     pub cache_age: Duration,
+    /// Tracks subscribed upstream as soon as a matching broadcast is announced, so the
+    /// first viewer joins from the cache (default: on demand).
+    pub eager: Vec<EagerRule>,
+}
+
+/// Subscribe to `tracks` of every broadcast matching `pattern` when it is announced.
+/// A pattern is a path, or a path prefix ending in `*` (`live/*`, or `*` for all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EagerRule {
+    pub pattern: String,
+    pub tracks: Vec<String>,
+}
+
+impl EagerRule {
+    pub fn matches(&self, broadcast: &str) -> bool {
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => broadcast.starts_with(prefix),
+            None => broadcast == self.pattern,
+        }
+    }
+}
+
+impl std::str::FromStr for EagerRule {
+    type Err = String;
+
+    /// `PATTERN=TRACK[,TRACK...]`, e.g. `live/*=video,audio`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (pattern, tracks) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected PATTERN=TRACK[,TRACK...]"))?;
+        let tracks: Vec<String> = tracks
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+        if pattern.is_empty() || tracks.is_empty() {
+            return Err(format!("{s:?}: expected PATTERN=TRACK[,TRACK...]"));
+        }
+        Ok(Self {
+            pattern: pattern.to_string(),
+            tracks,
+        })
+    }
 }
 
 impl Default for RelayConfig {
@@ -49,6 +92,7 @@ impl Default for RelayConfig {
             linger: Duration::from_secs(2),
             cache_bytes: 4 << 20,
             cache_age: Duration::from_secs(10),
+            eager: Vec::new(),
         }
     }
 }
@@ -402,7 +446,11 @@ impl Relay {
         let Some(track) = self.tracks.get(idx) else {
             return;
         };
-        if track.finished || !track.subscribers.is_empty() || !track.info_waiters.is_empty() {
+        if track.finished
+            || track.eager
+            || !track.subscribers.is_empty()
+            || !track.info_waiters.is_empty()
+        {
             return;
         }
         let track = self.tracks.remove(idx);

@@ -725,3 +725,54 @@ fn finished_track_of_a_connected_publisher_expires_after_the_linger() {
         .iter()
         .any(|c| matches!(c, Call::Subscribe(PUB, ..))));
 }
+
+#[test]
+fn eager_rules_subscribe_on_announce_and_serve_the_first_viewer_from_cache() {
+    let rule: EagerRule = "anon/*=video".parse().unwrap();
+    assert!(rule.matches("anon/demo") && !rule.matches("other/demo"));
+    assert!("anon/*".parse::<EagerRule>().is_err());
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        eager: vec![rule],
+        ..RelayConfig::default()
+    };
+    let mut relay = Relay::new(config);
+    for s in [PUB, 2] {
+        relay.handle(s, Event::Ready, &mut rec);
+    }
+    let announce = |path: &str| Event::Announced {
+        stream: 0,
+        path: path.into(),
+        hops: vec![],
+        active: true,
+    };
+    relay.handle(PUB, announce("anon/demo"), &mut rec);
+    relay.handle(PUB, announce("other/demo"), &mut rec);
+    let calls = rec.take();
+    let upstream: Vec<_> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Subscribe(..)))
+        .collect();
+    assert_eq!(upstream.len(), 1, "only the matching broadcast: {calls:?}");
+    assert!(
+        matches!(upstream[0], Call::Subscribe(PUB, b, t, _) if b == "anon/demo" && t == "video")
+    );
+    let token = upstream_token(&calls);
+    publish_groups(&mut relay, &mut rec, token, 0..3, 1, 100);
+
+    // The first viewer joins from the cache, without a new upstream subscription.
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let calls = rec.take();
+    assert!(!calls.iter().any(|c| matches!(c, Call::Subscribe(..))));
+    assert_eq!(
+        opened(&calls, 2).iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![2]
+    );
+    // Leaving does not drop the eager subscription.
+    relay.handle(2, Event::RequestCancelled { stream: 10 }, &mut rec);
+    assert!(!rec
+        .take()
+        .iter()
+        .any(|c| matches!(c, Call::Unsubscribe(..))));
+    assert_eq!(relay.track_count(), 1);
+}

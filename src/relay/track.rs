@@ -136,6 +136,8 @@ pub struct Track {
     pub closing: bool,
     /// Ended cleanly: no upstream, answered from its last group.
     pub finished: bool,
+    /// Subscribed on announce (an eager rule): kept without subscribers.
+    pub eager: bool,
 }
 
 impl Track {
@@ -154,6 +156,7 @@ impl Track {
             upstream_start: None,
             closing: false,
             finished: false,
+            eager: false,
         }
     }
 
