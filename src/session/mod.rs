@@ -33,10 +33,11 @@ use crate::wire::{
     Version,
 };
 
-/// How long announcements are held after a subscription ended cleanly, so the peer reads
-/// the end of the track before it hears that the broadcast is gone (it would abort the
-/// track otherwise).
-const ANNOUNCE_HOLD: Duration = Duration::from_millis(250);
+/// Announcements are held after a subscription ended cleanly until the peer has closed
+/// that subscription's stream too, so it reads the end of the track before it hears that
+/// the broadcast is gone (it would abort the track otherwise); at most this long, for
+/// peers that never close their side.
+const ANNOUNCE_HOLD: Duration = Duration::from_secs(2);
 
 /// lite-03/04 have no SUBSCRIBE_END: a subscriber takes the last group it has seen at
 /// the subscription's FIN as the last one. Group streams are acknowledged by the peer's
@@ -187,8 +188,9 @@ pub struct Session {
     announce_prefixes: HashMap<u64, String>,
     /// Announcements waiting for ending subscriptions to finish first.
     held_announces: Vec<(u64, Announce)>,
-    /// Held announcements go out no earlier than this.
-    hold_until: Option<Instant>,
+    /// Subscriptions we finished cleanly whose streams the peer has not closed yet, and
+    /// when we stop waiting for them (held announcements wait for these).
+    closing: Vec<(u64, Instant)>,
 }
 
 impl Session {
@@ -217,7 +219,7 @@ impl Session {
             pending_replies: HashSet::new(),
             announce_prefixes: HashMap::new(),
             held_announces: Vec::new(),
-            hold_until: None,
+            closing: Vec::new(),
         }
     }
 
@@ -328,11 +330,18 @@ impl Session {
         if !self.ending.is_empty() {
             self.complete_endings(now);
         }
-        if !self.held_announces.is_empty()
-            && self.ending.is_empty()
-            && self.hold_until.is_none_or(|t| t <= now)
-        {
-            self.hold_until = None;
+        if !self.closing.is_empty() {
+            // A stream is collected by quiche once both sides finished and were acked.
+            let conn = &mut self.conn;
+            self.closing.retain(|&(stream, until)| {
+                until > now
+                    && !matches!(
+                        conn.stream_capacity(stream),
+                        Err(quiche::Error::InvalidStreamState(_))
+                    )
+            });
+        }
+        if !self.held_announces.is_empty() && self.ending.is_empty() && self.closing.is_empty() {
             for (stream, msg) in std::mem::take(&mut self.held_announces) {
                 if self.announcing.contains_key(&stream) {
                     self.write_msg(stream, &msg);
@@ -402,12 +411,14 @@ impl Session {
                 continue;
             }
             self.ending.swap_remove(i);
-            self.hold_until = Some(now + ANNOUNCE_HOLD);
             tracing::debug!(stream, "subscription groups complete, ending it");
             if let Some(served) = self.served.remove(&stream) {
                 match served.ending {
                     Some(Some(code)) => self.reset_stream(stream, code),
-                    _ => self.finish_stream(stream),
+                    _ => {
+                        self.finish_stream(stream);
+                        self.closing.push((stream, now + ANNOUNCE_HOLD));
+                    }
                 }
             }
         }
@@ -436,7 +447,12 @@ impl Session {
     /// When the session next needs [`Self::flush`] even if nothing arrives: QUIC timers,
     /// delayed subscription ends and the release of held announcements.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let hold = self.hold_until.filter(|_| !self.held_announces.is_empty());
+        let hold = self
+            .closing
+            .iter()
+            .map(|(_, until)| *until)
+            .min()
+            .filter(|_| !self.held_announces.is_empty());
         let fins = self
             .ending
             .iter()

@@ -625,7 +625,10 @@ impl Session {
                     }
                 }
                 self.ending.retain(|s| *s != id);
-                self.finish_stream(id);
+                // Our side is finished already when we ended the subscription first.
+                if !self.closing.iter().any(|(s, _)| *s == id) {
+                    self.finish_stream(id);
+                }
                 self.events.push(Event::RequestCancelled { stream: id });
             }
             Kind::ServeAnnounce { prefix: Some(_) } => {
