@@ -9,6 +9,7 @@
 //! session joins and strips its root: the path the server applies to this session's wire
 //! paths (the client's URL path on lite-05, sent in SETUP; "" on lite-03/04).
 
+mod ended;
 mod frame;
 pub mod path;
 mod recv;

@@ -76,6 +76,11 @@ impl InStream {
         &self.buf[..self.filled]
     }
 
+    /// Bytes received and not yet parsed.
+    pub fn pending(&self) -> usize {
+        self.filled
+    }
+
     fn consume(&mut self, n: usize) {
         self.buf.advance(n);
         self.filled -= n;
@@ -573,70 +578,6 @@ impl Session {
                 .unwrap_or_default();
             tracing::debug!(root = %self.root, "peer setup");
             self.become_ready();
-        }
-    }
-
-    /// A stream was finished (`reset: None`) or reset by the peer.
-    fn on_stream_end(&mut self, id: u64, stream: InStream, reset: Option<u64>) {
-        if reset.is_none() && stream.filled > 0 {
-            // Bytes left over at FIN are a truncated message or frame.
-            if let Kind::Group {
-                token, sequence, ..
-            } = stream.kind
-            {
-                self.events.push(Event::GroupEnd {
-                    token,
-                    sequence,
-                    error: Some(ErrorCode::Decode.code()),
-                });
-                return;
-            }
-            if !matches!(stream.kind, Kind::Discard) {
-                self.close(ErrorCode::Decode, "truncated message at end of stream");
-                return;
-            }
-        }
-        match stream.kind {
-            Kind::Group {
-                token, sequence, ..
-            } => self.events.push(Event::GroupEnd {
-                token,
-                sequence,
-                error: reset,
-            }),
-            Kind::SubscribeReplies { token } => {
-                self.upstream.retain(|_, up| up.stream != id);
-                self.events.push(Event::SubscriptionClosed {
-                    token,
-                    error: reset,
-                });
-                if reset.is_none() {
-                    self.finish_stream(id);
-                }
-            }
-            Kind::AnnounceReplies { .. } => {
-                self.announce_prefixes.remove(&id);
-                self.events.push(Event::AnnouncesEnded { stream: id });
-            }
-            Kind::ServeSubscribe { requested: true } => {
-                if let Some(served) = self.served.remove(&id) {
-                    for g in served.groups {
-                        self.reset_group(g, ErrorCode::Cancel.code());
-                    }
-                }
-                self.ending.retain(|s| *s != id);
-                // Our side is finished already when we ended the subscription first.
-                if !self.closing.iter().any(|(s, _)| *s == id) {
-                    self.finish_stream(id);
-                }
-                self.events.push(Event::RequestCancelled { stream: id });
-            }
-            Kind::ServeAnnounce { prefix: Some(_) } => {
-                self.announcing.remove(&id);
-                self.finish_stream(id);
-                self.events.push(Event::RequestCancelled { stream: id });
-            }
-            _ => {}
         }
     }
 }
