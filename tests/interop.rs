@@ -75,10 +75,7 @@ async fn native_to_native(relay: &Relay, version: Lite) -> Result<()> {
     };
     let (received, ()) = tokio::try_join!(read, write)?;
 
-    received.assert_matches(&payload);
-    if version.has_wire_timestamps() {
-        received.assert_timestamps(&payload);
-    }
+    received.assert_delivered(&payload, version);
     Ok(())
 }
 
@@ -176,10 +173,7 @@ async fn moq_tokio_to_native(relay: &Relay, version: Lite) -> Result<()> {
     };
     let (received, ()) = tokio::try_join!(read, write)?;
 
-    received.assert_matches(&payload);
-    if version.has_wire_timestamps() {
-        received.assert_timestamps(&payload);
-    }
+    received.assert_delivered(&payload, version);
     Ok(())
 }
 
@@ -213,10 +207,7 @@ async fn native_to_moq_tokio(relay: &Relay, version: Lite) -> Result<()> {
     };
     let (received, ()) = tokio::try_join!(read, write)?;
 
-    received.assert_matches(&payload);
-    if version.has_wire_timestamps() {
-        received.assert_timestamps(&payload);
-    }
+    received.assert_delivered(&payload, version);
     Ok(())
 }
 

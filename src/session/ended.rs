@@ -10,15 +10,8 @@ impl Session {
     pub(super) fn on_stream_end(&mut self, id: u64, stream: InStream, reset: Option<u64>) {
         if reset.is_none() && stream.pending() > 0 {
             // Bytes left over at FIN are a truncated message or frame.
-            if let Kind::Group {
-                token, sequence, ..
-            } = stream.kind
-            {
-                self.events.push(Event::GroupEnd {
-                    token,
-                    sequence,
-                    error: Some(ErrorCode::Decode.code()),
-                });
+            if matches!(stream.kind, Kind::Group { .. }) {
+                self.group_failed(&stream.kind, ErrorCode::Decode);
                 return;
             }
             if !matches!(stream.kind, Kind::Discard) {

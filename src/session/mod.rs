@@ -241,10 +241,6 @@ impl Session {
         &self.root
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.phase == Phase::Ready
-    }
-
     /// Bytes queued in this session and not yet accepted by quiche.
     pub fn queued_bytes(&self) -> usize {
         self.queued

@@ -246,6 +246,20 @@ impl Session {
         }
     }
 
+    /// Reports a group stream that ended in error (no-op for other kinds of stream).
+    pub(super) fn group_failed(&mut self, kind: &Kind, code: ErrorCode) {
+        if let Kind::Group {
+            token, sequence, ..
+        } = *kind
+        {
+            self.events.push(Event::GroupEnd {
+                token,
+                sequence,
+                error: Some(code.code()),
+            });
+        }
+    }
+
     fn fail(&mut self, id: u64, stream: InStream, failure: Failure) {
         match failure {
             Failure::Connection(code, reason) => {
@@ -254,16 +268,7 @@ impl Session {
             }
             Failure::Stream(code) => {
                 tracing::warn!(stream = id, kind = ?stream.kind, ?code, "protocol error, resetting stream");
-                if let Kind::Group {
-                    token, sequence, ..
-                } = stream.kind
-                {
-                    self.events.push(Event::GroupEnd {
-                        token,
-                        sequence,
-                        error: Some(code.code()),
-                    });
-                }
+                self.group_failed(&stream.kind, code);
                 self.reset_stream(id, code.code());
             }
         }

@@ -206,6 +206,20 @@ impl World {
     }
 }
 
+/// A subscription to track `t` of `anon/x` from its latest group.
+fn subscribe_x() -> Subscribe {
+    Subscribe {
+        id: 0,
+        broadcast: "anon/x".into(),
+        track: "t".into(),
+        priority: 0,
+        ordered: true,
+        max_latency: DEFAULT_MAX_LATENCY,
+        start_group: None,
+        end_group: None,
+    }
+}
+
 #[test]
 fn relay_allocations_per_frame_per_subscriber() {
     const SUBSCRIBERS: usize = 20;
@@ -237,16 +251,7 @@ fn relay_allocations_per_frame_per_subscriber() {
             .iter()
             .any(|e| matches!(e, Event::Announced { path, active: true, .. } if path == "anon/x"));
         assert!(announced, "subscriber {s} saw the broadcast");
-        let request = Subscribe {
-            id: 0,
-            broadcast: "anon/x".into(),
-            track: "t".into(),
-            priority: 0,
-            ordered: true,
-            max_latency: DEFAULT_MAX_LATENCY,
-            start_group: None,
-            end_group: None,
-        };
+        let request = subscribe_x();
         world.clients[s].session.subscribe(&request, 0);
     }
     world.pump();
@@ -316,16 +321,7 @@ fn relay_heap_after(groups: u64) -> i64 {
     let mut world = World::new();
     LIVE.with(|l| l.set(0));
     let publisher = world.connect(Version::Lite05);
-    let request = Subscribe {
-        id: 0,
-        broadcast: "anon/x".into(),
-        track: "t".into(),
-        priority: 0,
-        ordered: true,
-        max_latency: DEFAULT_MAX_LATENCY,
-        start_group: None,
-        end_group: None,
-    };
+    let request = subscribe_x();
     let mut stream = None;
     let mut subscribed = |world: &mut World| {
         for e in std::mem::take(&mut world.clients[publisher].events) {

@@ -324,6 +324,14 @@ impl ReceivedTrack {
         out
     }
 
+    /// [`Self::assert_matches`], plus the frame timestamps where `version` carries them.
+    pub fn assert_delivered(&self, expected: &Payload, version: Lite) {
+        self.assert_matches(expected);
+        if version.has_wire_timestamps() {
+            self.assert_timestamps(expected);
+        }
+    }
+
     /// Panic unless exactly `expected` arrived: the same group sequences (0..n), the
     /// same frame count in each group, and byte-identical frames.
     pub fn assert_matches(&self, expected: &Payload) {
