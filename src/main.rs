@@ -74,6 +74,20 @@ struct RelayArgs {
     /// Milliseconds of silence after which a connection is considered gone.
     #[arg(long, default_value_t = moqring::net::quic::IDLE_TIMEOUT_MS)]
     idle_timeout_ms: u64,
+    /// Cores to run one shard on each, e.g. `0-3,6` (default: every available core).
+    #[arg(long, value_parser = shard::parse_cores, conflicts_with = "threads")]
+    cores: Option<Vec<usize>>,
+    /// Number of shards, on cores 0..N-1 of the available ones (wrapping around when
+    /// there are more shards than cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Do not pin shards to their cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Do not attach the connection-ID steering program: the kernel spreads datagrams by
+    /// address hash and shards forward misrouted ones through their mailboxes.
+    #[arg(long)]
+    no_steering: bool,
 }
 
 #[derive(Args)]
@@ -215,20 +229,40 @@ fn relay(args: RelayArgs) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let versions = versions_or_all(args.versions);
-    let quic = moqring::net::quic::server_config(
-        &identity.cert.to_string_lossy(),
-        &identity.key.to_string_lossy(),
-        &versions,
-        args.idle_timeout_ms,
-    )
-    .map_err(|e| format!("loading certificate: {e}"))?;
+    let cores = shard::plan_cores(
+        args.cores.as_deref(),
+        args.threads,
+        &shard::available_cores(),
+    )?;
+    if cores.len() > moqring::relay::MAX_SHARDS {
+        return Err(format!(
+            "at most {} shards are supported",
+            moqring::relay::MAX_SHARDS
+        ));
+    }
+    let quic = cores
+        .iter()
+        .map(|_| {
+            moqring::net::quic::server_config(
+                &identity.cert.to_string_lossy(),
+                &identity.key.to_string_lossy(),
+                &versions,
+                args.idle_timeout_ms,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("loading certificate: {e}"))?;
     // quiche has read the files; a generated certificate's temporary copy can go.
     let fingerprint = identity.fingerprint.clone();
     drop(identity);
     let origin = std::process::id() as u64 | 1 << 32;
+    let shards = cores.len();
+    let pin = !args.no_pin;
     let config = ShardConfig {
         bind: args.bind,
         quic,
+        cores: cores.iter().map(|&c| pin.then_some(c)).collect(),
+        steer: !args.no_steering,
         relay: RelayConfig {
             origin,
             max_queued_bytes: args.max_queued_bytes,
@@ -251,15 +285,8 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         let _ = writeln!(out, "moqring relay listening on {addr}");
         let _ = writeln!(out, "certificate sha256 fingerprint: {fingerprint}");
         let _ = writeln!(out, "protocols: {}", alpns.join(", "));
+        let _ = writeln!(out, "shards: {shards} on cores {cores:?}");
         let _ = out.flush();
     });
-    let handle = std::thread::Builder::new()
-        .name("shard-0".into())
-        .spawn(move || shard::run(config, on_bound))
-        .map_err(|e| e.to_string())?;
-    match handle.join() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("relay: {e}")),
-        Err(_) => Err("relay thread panicked".into()),
-    }
+    shard::run(config, on_bound).map_err(|e| format!("relay: {e}"))
 }

@@ -3,4 +3,5 @@
 pub mod batch;
 pub mod gso;
 pub mod quic;
+pub mod steer;
 pub mod udp;

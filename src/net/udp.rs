@@ -27,7 +27,12 @@ pub struct UdpIo {
 impl UdpIo {
     /// Binds `addr`; must run inside a monoio runtime.
     pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let socket = UdpSocket::bind(addr)?;
+        Self::from_std(UdpSocket::bind(addr)?)
+    }
+
+    /// Drives a bound socket (e.g. one of a reuseport group); must run inside a monoio
+    /// runtime.
+    pub fn from_std(socket: UdpSocket) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
         set_buffer(&socket, libc::SO_RCVBUF);
         set_buffer(&socket, libc::SO_SNDBUF);
@@ -97,6 +102,11 @@ impl UdpIo {
             }
             Err(e) => tracing::debug!(error = %e, %to, "send failed"),
         }
+    }
+
+    /// Waits until the socket is readable.
+    pub async fn readable(&self) {
+        let _ = self.ready.readable(false).await;
     }
 
     /// Waits until the socket is readable, `wake` is readable, or `timeout` passes.

@@ -1,6 +1,6 @@
 //! Announcements: which broadcasts are active, who publishes them, who wants to hear of them.
 
-use super::{Broadcast, Relay, SessionKey, Sessions, Watcher};
+use super::{Broadcast, Relay, SessionKey, Sessions, Topology, Watcher};
 use crate::session::path;
 use crate::wire::{ErrorCode, Subscribe, DEFAULT_MAX_LATENCY};
 
@@ -19,7 +19,7 @@ impl Relay {
             .filter(|(p, _)| path::strip(p, &prefix).is_some())
             .filter_map(|(p, b)| {
                 let (publisher, hops) = b.publishers.last()?;
-                (*publisher != key).then_some((p.as_str(), hops.as_slice()))
+                forwards(*publisher, key).then_some((p.as_str(), hops.as_slice()))
             })
             .collect();
         tracing::debug!(session = key, %prefix, active = initial.len(), "announce interest");
@@ -41,7 +41,7 @@ impl Relay {
         sessions: &mut S,
     ) {
         for w in &self.watchers {
-            if w.session != publisher && path::strip(broadcast, &w.prefix).is_some() {
+            if forwards(publisher, w.session) && path::strip(broadcast, &w.prefix).is_some() {
                 sessions.announce(w.session, w.stream, broadcast, hops, active);
             }
         }
@@ -67,10 +67,7 @@ impl Relay {
         let entry = self
             .broadcasts
             .entry(broadcast.clone())
-            .or_insert_with(|| Broadcast {
-                publishers: Vec::new(),
-                tracks: Default::default(),
-            });
+            .or_insert_with(Broadcast::new);
         if entry.publishers.iter().any(|(s, _)| *s == key) {
             return;
         }
@@ -85,7 +82,8 @@ impl Relay {
         self.subscribe_eagerly(&broadcast, sessions);
     }
 
-    /// Subscribes upstream to the tracks eager rules name for `broadcast`.
+    /// Subscribes upstream to the tracks eager rules name for `broadcast` (on the shard
+    /// that owns each track).
     fn subscribe_eagerly<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
         let tracks: Vec<String> = self
             .config
@@ -93,9 +91,16 @@ impl Relay {
             .iter()
             .filter(|rule| rule.matches(broadcast))
             .flat_map(|rule| rule.tracks.iter().cloned())
+            .filter(|name| self.topology.owns(broadcast, name))
             .collect();
         for name in tracks {
-            let Some(idx) = self.track_index(broadcast, &name) else {
+            let publisher = self
+                .broadcasts
+                .get(broadcast)
+                .and_then(|b| b.publishers.last())
+                .map(|(s, _)| *s);
+            // As if the publisher asked: served from the publisher, never mirrored.
+            let Some(idx) = publisher.and_then(|p| self.track_index(broadcast, &name, p)) else {
                 continue;
             };
             let track = &mut self.tracks[idx];
@@ -113,10 +118,11 @@ impl Relay {
                 start_group: None,
                 end_group: None,
             };
-            if let Some(up) = sessions.subscribe(track.publisher, &request, idx) {
+            let upstream = track.publisher;
+            if let Some(up) = sessions.subscribe(upstream, &request, idx) {
                 track.upstream = Some(up);
-                self.stats.upstream_subscribes += 1;
                 tracing::debug!(%broadcast, track = %name, "eager upstream subscribe");
+                super::count_upstream(&mut self.stats, upstream, broadcast, &name);
             }
         }
     }
@@ -155,7 +161,7 @@ impl Relay {
         let has_tracks = self
             .broadcasts
             .get(broadcast)
-            .is_some_and(|b| !b.tracks.is_empty());
+            .is_some_and(|b| !b.tracks.is_empty() || !b.mirrors.is_empty());
         match self.now {
             Some(now) if has_tracks => {
                 let until = now + self.config.linger;
@@ -179,7 +185,8 @@ impl Relay {
     }
 
     /// Ends every track of a broadcast whose publisher changed or left; finished tracks
-    /// stay when `keep_finished`.
+    /// stay when `keep_finished`. Mirrors of other shards' tracks are left to their owners,
+    /// which hear of the change too and end them in order after their last groups.
     fn end_broadcast_tracks<S: Sessions>(
         &mut self,
         broadcast: &str,
@@ -197,4 +204,11 @@ impl Relay {
             }
         }
     }
+}
+
+/// Whether an announcement of `publisher`'s broadcast goes to session `to`: never back to
+/// its publisher, and never from one shard's link to another (each shard tells the others
+/// only of its own publishers, so no announcement circles between shards).
+fn forwards(publisher: SessionKey, to: SessionKey) -> bool {
+    publisher != to && !(Topology::is_link(publisher) && Topology::is_link(to))
 }

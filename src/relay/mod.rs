@@ -8,6 +8,7 @@
 
 mod announce;
 mod sessions;
+mod topology;
 mod track;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 pub use sessions::{SessionKey, Sessions};
+pub use topology::{Topology, MAX_SHARDS};
 use track::{Downstream, Track};
 
 use crate::session::Event;
@@ -100,7 +102,10 @@ impl Default for RelayConfig {
 /// Counters for tests and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayStats {
+    /// Upstream subscriptions made, to publishers and to other shards.
     pub upstream_subscribes: u64,
+    /// Upstream subscriptions made to publishers' sessions (not to other shards).
+    pub publisher_subscribes: u64,
     pub downstream_subscribes: u64,
     pub groups: u64,
     pub frames: u64,
@@ -119,7 +124,40 @@ struct Peer {
 struct Broadcast {
     /// Publishers, the last one active (a re-publish takes over).
     publishers: Vec<(SessionKey, Vec<u64>)>,
+    /// Tracks served from the publisher: those this shard owns, and those another shard's
+    /// owner asks of this shard's publisher.
     tracks: HashMap<String, usize>,
+    /// Tracks another shard owns, mirrored here for this shard's subscribers.
+    mirrors: HashMap<String, usize>,
+}
+
+impl Broadcast {
+    fn new() -> Self {
+        Self {
+            publishers: Vec::new(),
+            tracks: HashMap::new(),
+            mirrors: HashMap::new(),
+        }
+    }
+
+    /// Every track index of the broadcast, served and mirrored.
+    fn all_tracks(&self) -> Vec<usize> {
+        self.tracks.values().chain(self.mirrors.values()).copied().collect()
+    }
+
+    /// A track of this name, served here or mirrored.
+    fn find(&self, name: &str) -> Option<usize> {
+        self.tracks.get(name).or_else(|| self.mirrors.get(name)).copied()
+    }
+
+    /// Forgets track `idx` under `name`, whichever map holds it.
+    fn forget(&mut self, name: &str, idx: usize) {
+        for map in [&mut self.tracks, &mut self.mirrors] {
+            if map.get(name) == Some(&idx) {
+                map.remove(name);
+            }
+        }
+    }
 }
 
 /// An announce interest of a session.
@@ -134,6 +172,7 @@ struct Watcher {
 #[derive(Debug)]
 pub struct Relay {
     config: RelayConfig,
+    topology: Topology,
     broadcasts: HashMap<String, Broadcast>,
     tracks: Slab<Track>,
     watchers: Vec<Watcher>,
@@ -148,9 +187,17 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// The relay of a single-shard process.
     pub fn new(config: RelayConfig) -> Self {
+        Self::sharded(config, Topology::default())
+    }
+
+    /// The relay of shard `topology.shard`; links to the other shards are sessions with
+    /// [`Topology::link`] keys, announced to it with [`Relay::open_links`].
+    pub fn sharded(config: RelayConfig, topology: Topology) -> Self {
         Self {
             config,
+            topology,
             broadcasts: HashMap::new(),
             tracks: Slab::new(),
             watchers: Vec::new(),
@@ -159,6 +206,15 @@ impl Relay {
             now: None,
             departed: Vec::new(),
             expiring: Vec::new(),
+        }
+    }
+
+    /// Treats the links to every other shard as ready sessions: asks each for the
+    /// broadcasts its own publishers announce. Call once, before any other event.
+    pub fn open_links<S: Sessions>(&mut self, sessions: &mut S) {
+        let links: Vec<SessionKey> = self.topology.links().collect();
+        for link in links {
+            self.handle(link, Event::Ready, sessions);
         }
     }
 
@@ -198,7 +254,7 @@ impl Relay {
         let Some(b) = self.broadcasts.remove(path) else {
             return;
         };
-        for idx in b.tracks.into_values() {
+        for idx in b.all_tracks() {
             self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
         }
     }
@@ -242,8 +298,8 @@ impl Relay {
                 let answer = self
                     .broadcasts
                     .get(&request.broadcast)
-                    .and_then(|b| b.tracks.get(&request.track))
-                    .and_then(|&idx| self.tracks.get(idx))
+                    .and_then(|b| b.find(&request.track))
+                    .and_then(|idx| self.tracks.get(idx))
                     .map_or(Err(ErrorCode::NotFound), |t| t.cached_group(request.group));
                 match answer {
                     Ok(frames) => sessions.reply_fetch(key, stream, frames),
@@ -319,7 +375,7 @@ impl Relay {
         sessions: &mut S,
     ) {
         tracing::debug!(session = key, %broadcast, track = %name, "track request");
-        let Some(idx) = self.track_index(broadcast, name) else {
+        let Some(idx) = self.track_index(broadcast, name, key) else {
             sessions.reject(key, stream, ErrorCode::NotFound);
             return;
         };
@@ -373,7 +429,7 @@ impl Relay {
         sessions: &mut S,
     ) {
         tracing::debug!(session = key, stream, ?request, "subscribe");
-        let Some(idx) = self.track_index(&request.broadcast, &request.track) else {
+        let Some(idx) = self.track_index(&request.broadcast, &request.track, key) else {
             tracing::debug!(broadcast = %request.broadcast, track = %request.track, "subscribe to unknown broadcast");
             sessions.reject(key, stream, ErrorCode::NotFound);
             return;
@@ -390,8 +446,7 @@ impl Relay {
             match sessions.subscribe(publisher, &request, idx) {
                 Some(up) => {
                     track.upstream = Some(up);
-                    self.stats.upstream_subscribes += 1;
-                    tracing::debug!(broadcast = %request.broadcast, track = %request.track, "upstream subscribe");
+                    count_upstream(&mut self.stats, publisher, &request.broadcast, &request.track);
                 }
                 None => {
                     sessions.reject(key, stream, ErrorCode::NotFound);
@@ -425,19 +480,26 @@ impl Relay {
         self.drop_if_unused(idx, sessions);
     }
 
-    /// Gets or creates the track state of an announced broadcast.
-    fn track_index(&mut self, broadcast: &str, name: &str) -> Option<usize> {
+    /// Gets or creates the track state of an announced broadcast for a request from
+    /// session `from`. On the track's owner shard, and for requests arriving from other
+    /// shards, the track is served from the publisher (a local session or the link to the
+    /// publisher's shard); elsewhere it is a mirror fed by the owner.
+    fn track_index(&mut self, broadcast: &str, name: &str, from: SessionKey) -> Option<usize> {
+        let mirror = !Topology::is_link(from) && !self.topology.owns(broadcast, name);
+        let owner = Topology::link(self.topology.owner(broadcast, name));
         let b = self.broadcasts.get_mut(broadcast)?;
-        if let Some(&idx) = b.tracks.get(name) {
+        let map = if mirror { &mut b.mirrors } else { &mut b.tracks };
+        if let Some(&idx) = map.get(name) {
             return Some(idx);
         }
         let (publisher, _) = b.publishers.last()?;
+        let upstream = if mirror { owner } else { *publisher };
         let idx = self.tracks.insert(Track::new(
             broadcast.to_string(),
             name.to_string(),
-            *publisher,
+            upstream,
         ));
-        b.tracks.insert(name.to_string(), idx);
+        map.insert(name.to_string(), idx);
         Some(idx)
     }
 
@@ -458,13 +520,10 @@ impl Relay {
             sessions.unsubscribe(track.publisher, up);
         }
         if let Some(b) = self.broadcasts.get_mut(&track.broadcast) {
-            if b.tracks.get(&track.name) == Some(&idx) {
-                b.tracks.remove(&track.name);
-            }
+            b.forget(&track.name, idx);
         }
     }
 
-    /// Ends a track for all its subscribers: clean when `error` is `None`.
     /// Ends a track for all its subscribers. A clean end (`error: None`) keeps the track,
     /// finished, so later requests are answered from its cached last group; an error
     /// forgets it.
@@ -495,9 +554,7 @@ impl Relay {
         }
         let mut track = self.tracks.remove(idx);
         if let Some(b) = self.broadcasts.get_mut(&track.broadcast) {
-            if b.tracks.get(&track.name) == Some(&idx) {
-                b.tracks.remove(&track.name);
-            }
+            b.forget(&track.name, idx);
         }
         for (session, stream) in track.info_waiters.drain(..) {
             sessions.reject(session, stream, ErrorCode::NotFound);
@@ -514,6 +571,20 @@ impl Relay {
                 }
                 self.drop_if_unused(idx, sessions);
             }
+        }
+    }
+}
+
+/// Counts an upstream subscription just made to `upstream`.
+fn count_upstream(stats: &mut RelayStats, upstream: SessionKey, broadcast: &str, track: &str) {
+    stats.upstream_subscribes += 1;
+    match Topology::link_shard(upstream) {
+        Some(shard) => {
+            tracing::debug!(%broadcast, %track, shard, "upstream subscribe via shard");
+        }
+        None => {
+            stats.publisher_subscribes += 1;
+            tracing::debug!(%broadcast, %track, session = upstream, "upstream subscribe");
         }
     }
 }

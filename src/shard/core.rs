@@ -1,39 +1,74 @@
-//! The phases of a shard's loop without the socket: datagrams in, packets out.
+//! The phases of a shard's loop without the socket or the mailboxes: datagrams and mail
+//! in, packets and mail out.
 //!
-//! `Core` owns the connection table and the relay. The shard's event loop feeds it what the
-//! socket received and sends what it hands back; tests drive it the same way in memory.
+//! `Core` owns the shard's connection table, its links to the other shards and its relay.
+//! The shard's event loop feeds it what the socket and the mailbox received and sends what
+//! it hands back; tests drive it the same way in memory.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tracing::debug;
+use tracing::{debug, info};
 
+use super::link::{Links, Mail, Message};
+use super::peers::Peers;
 use super::Table;
-use crate::net::gso;
-use crate::relay::{Relay, RelayConfig, SessionKey};
+use crate::net::{gso, steer};
+use crate::relay::{Relay, RelayConfig, SessionKey, Topology};
 use crate::session::{Event, SessionConfig};
 
+/// How soon to retry posting mail that found another shard's mailbox full.
+const MAIL_RETRY: Duration = Duration::from_millis(1);
+
 pub struct Core {
+    topology: Topology,
     table: Table,
+    links: Links,
     relay: Relay,
+    /// Messages from other shards waiting for the next dispatch.
+    inbox: Vec<(usize, Vec<Message>)>,
     events: Vec<Event>,
     /// Scratch list of session keys, reused every phase.
     keys: Vec<SessionKey>,
 }
 
 impl Core {
+    /// The core of a single-shard relay.
     pub fn new(
         quic: quiche::Config,
         session: SessionConfig,
         relay: RelayConfig,
         max_connections: usize,
     ) -> Self {
-        Self {
-            table: Table::new(quic, session, max_connections),
-            relay: Relay::new(relay),
+        Self::sharded(quic, session, relay, max_connections, Topology::default())
+    }
+
+    /// The core of shard `topology.shard`: its connection IDs carry its index, and it asks
+    /// every other shard for its broadcasts (the mail leaves with the first [`Core::post`]).
+    pub fn sharded(
+        quic: quiche::Config,
+        session: SessionConfig,
+        relay: RelayConfig,
+        max_connections: usize,
+        topology: Topology,
+    ) -> Self {
+        let mut core = Self {
+            topology,
+            table: Table::new(quic, session, max_connections, topology.shard as u8),
+            links: Links::new(topology),
+            relay: Relay::sharded(relay, topology),
+            inbox: Vec::new(),
             events: Vec::new(),
             keys: Vec::new(),
-        }
+        };
+        let mut peers = Peers::new(&mut core.table, &mut core.links);
+        core.relay.open_links(&mut peers);
+        core
+    }
+
+    /// Datagrams passed on to other shards so far.
+    pub fn forwarded(&self) -> u64 {
+        self.links.forwarded()
     }
 
     pub fn relay(&self) -> &Relay {
@@ -44,21 +79,52 @@ impl Core {
         &self.table
     }
 
-    /// Routes one received datagram; returns a datagram to send straight back, if any.
+    /// Routes one datagram from the socket: to its connection here, or on to the shard its
+    /// connection ID names. Returns a datagram to send straight back, if any.
     pub fn on_datagram(
         &mut self,
         buf: &mut [u8],
         from: SocketAddr,
         local: SocketAddr,
     ) -> Option<Vec<u8>> {
+        let home = steer::home_shard(buf, self.topology.shards);
+        if home != self.topology.shard {
+            if self.links.forwarded() == 0 {
+                info!(shard = home, "datagram for another shard: forwarding through its mailbox");
+            }
+            self.links.forward(home, buf, from, local);
+            return None;
+        }
         self.table.on_datagram(buf, from, local)
     }
 
-    /// Runs expired QUIC and relay timers, then turns the received stream data of the
-    /// sessions active this turn into events and lets the relay act on them.
+    /// Takes mail from another shard: its datagrams go to their connections now (replies
+    /// to `reply`), its messages to the relay at the next [`Core::dispatch`].
+    pub fn on_mail(&mut self, mail: Mail, mut reply: impl FnMut(&[u8], SocketAddr)) {
+        for mut d in mail.datagrams {
+            if let Some(back) = self.table.on_datagram(&mut d.data, d.from, d.to) {
+                reply(&back, d.from);
+            }
+        }
+        if !mail.messages.is_empty() {
+            self.inbox.push((mail.from, mail.messages));
+        }
+    }
+
+    /// Runs expired QUIC and relay timers, hands the other shards' messages to the relay,
+    /// then turns the received stream data of the sessions active this turn into events
+    /// and lets the relay act on them.
     pub fn dispatch(&mut self, now: Instant) {
         self.table.on_timeouts(now);
-        self.relay.tick(now, &mut self.table);
+        let mut peers = Peers::new(&mut self.table, &mut self.links);
+        self.relay.tick(now, &mut peers);
+        for (from, messages) in self.inbox.drain(..) {
+            peers.links().receive(from, messages, &mut self.events);
+            let link = Topology::link(from);
+            for event in self.events.drain(..) {
+                self.relay.handle(link, event, &mut peers);
+            }
+        }
         self.table.active_into(&mut self.keys);
         for &key in &self.keys {
             let Some(session) = self.table.get_mut(key) else {
@@ -66,13 +132,20 @@ impl Core {
             };
             session.process();
             session.drain_events(&mut self.events);
+            let mut peers = Peers::new(&mut self.table, &mut self.links);
             for event in self.events.drain(..) {
                 if matches!(event, Event::Closed) {
                     debug!(session = key, "connection closed");
                 }
-                self.relay.handle(key, event, &mut self.table);
+                self.relay.handle(key, event, &mut peers);
             }
         }
+    }
+
+    /// Hands this turn's mail for other shards to `post` (which returns what a full
+    /// mailbox could not take; it is kept for the next turn).
+    pub fn post(&mut self, post: impl FnMut(usize, Mail) -> Result<(), Mail>) {
+        self.links.post(post);
     }
 
     /// Moves queued data into quiche and hands every ready packet to `send`, full-size runs
@@ -131,15 +204,16 @@ impl Core {
         self.table.remove_closed();
     }
 
-    /// Time until the earliest QUIC or relay timer.
+    /// Time until the earliest QUIC or relay timer (soon, while mail waits for room).
     pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let relay = self
             .relay
             .next_timeout()
             .map(|t| t.saturating_duration_since(now));
-        match (self.table.next_timeout(now), relay) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let mail = self.links.has_pending().then_some(MAIL_RETRY);
+        [self.table.next_timeout(now), relay, mail]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

@@ -1,69 +1,184 @@
-//! A shard: one pinned thread running one monoio event loop over its UDP socket, its QUIC
-//! connections and its relay.
+//! The relay's shards: one pinned thread per core, each running one monoio event loop over
+//! its own SO_REUSEPORT socket, its QUIC connections, its links to the other shards and its
+//! relay. Shards share nothing mutable; they talk through bounded mailboxes (a flume queue
+//! whose sender wakes the receiving loop through monoio's cross-thread eventfd).
 //!
 //! The loop has the phases of quiche's server example, each batched: receive every waiting
-//! datagram -> route it to its connection (or accept one) -> let sessions turn stream data
-//! into events -> let the relay act on them -> flush queues into quiche and send packets ->
-//! sleep until the socket is readable or the earliest QUIC timer fires.
+//! datagram and mail -> route datagrams to their connections (or accept one, or forward it
+//! to its shard) -> let sessions turn stream data into events -> let the relay act on them
+//! -> flush queues into quiche and send packets -> post this turn's mail -> sleep until the
+//! socket is readable, mail arrives or the earliest timer fires.
 
+mod cores;
 mod core;
+mod link;
+mod peers;
 mod table;
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
 use crate::net::batch::RecvBatch;
-use crate::net::gso;
 use crate::net::udp::UdpIo;
-use crate::relay::RelayConfig;
+use crate::net::{gso, steer};
+use crate::relay::{RelayConfig, Topology, MAX_SHARDS};
 use crate::session::SessionConfig;
 pub use core::Core;
+pub use cores::{available as available_cores, parse_list as parse_cores, plan as plan_cores};
+pub use link::Mail;
 pub use table::Table;
 
-/// Everything a shard needs to start.
+/// Mails a shard's mailbox holds at most (each is one loop turn of one other shard).
+const MAILBOX_CAPACITY: usize = 1024;
+
+/// Mails a shard takes per loop turn, so its own sockets are not starved.
+const MAILS_PER_TURN: usize = 64;
+
+/// Everything the relay's shards need to start.
 pub struct ShardConfig {
     pub bind: SocketAddr,
-    pub quic: quiche::Config,
+    /// One QUIC configuration per shard (quiche's is not `Clone`); their number is the
+    /// shard count.
+    pub quic: Vec<quiche::Config>,
+    /// The core each shard is pinned to (`None`: not pinned).
+    pub cores: Vec<Option<usize>>,
     pub relay: RelayConfig,
     pub session: SessionConfig,
-    /// Connections this shard holds at most.
+    /// Connections the relay holds at most, split evenly over the shards.
     pub max_connections: usize,
+    /// Attach the connection-ID steering program (else the kernel spreads datagrams by
+    /// address hash and shards forward misrouted ones).
+    pub steer: bool,
 }
 
-/// Reports the bound address once the socket is open.
+/// Reports the bound address once the sockets are open.
 pub type OnBound = Box<dyn FnOnce(SocketAddr) + Send>;
 
-/// Runs a shard on the current thread until the process ends.
+/// Binds the relay's sockets, starts one thread per shard and runs until a shard ends
+/// (which only an error does).
 pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
-    let uring = monoio::utils::detect_uring();
-    if !uring {
-        warn!("io_uring unavailable: using the epoll driver");
+    let shards = config.quic.len();
+    if shards == 0 || shards > MAX_SHARDS {
+        return Err(std::io::Error::other(format!(
+            "shard count {shards} out of range 1..={MAX_SHARDS}"
+        )));
     }
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(1024)
-        .enable_timer()
-        .build()?;
-    rt.block_on(async move {
-        let io = UdpIo::bind(config.bind)?;
-        info!(addr = %io.local_addr(), io_uring = uring, gso = io.segment().is_some(), "shard listening");
-        on_bound(io.local_addr());
-        let core = Core::new(
-            config.quic,
-            config.session,
-            config.relay,
-            config.max_connections,
-        );
-        serve(io, core).await
-    })
+    let group = steer::bind_group(config.bind, shards, config.steer)?;
+    let addr = group.sockets[0].local_addr()?;
+    info!(%addr, shards, steered = group.steered, "relay sockets bound");
+    on_bound(addr);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| flume::bounded::<Mail>(MAILBOX_CAPACITY))
+        .unzip();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let per_shard = config.max_connections.div_ceil(shards).max(1);
+    let parts = group
+        .sockets
+        .into_iter()
+        .zip(config.quic)
+        .zip(config.cores)
+        .zip(receivers);
+    for (index, (((socket, quic), core), inbox)) in parts.enumerate() {
+        let shard = Shard {
+            topology: Topology::new(index, shards),
+            core,
+            socket,
+            quic,
+            relay: config.relay.clone(),
+            session: config.session.clone(),
+            max_connections: per_shard,
+            mailbox: Mailbox {
+                inbox,
+                senders: senders.clone(),
+            },
+        };
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || {
+                let span = tracing::info_span!("shard", index);
+                let _entered = span.enter();
+                let result = shard.run();
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "shard stopped");
+                }
+                let _ = done.send(result);
+            })?;
+    }
+    drop(done_tx);
+    match done_rx.recv() {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::other("a shard thread panicked")),
+    }
 }
 
-/// The event loop: receive batch -> sessions and relay -> send batch -> sleep.
-async fn serve(io: UdpIo, mut core: Core) -> ! {
+/// One shard before its thread starts.
+struct Shard {
+    topology: Topology,
+    core: Option<usize>,
+    socket: std::net::UdpSocket,
+    quic: quiche::Config,
+    relay: RelayConfig,
+    session: SessionConfig,
+    max_connections: usize,
+    mailbox: Mailbox,
+}
+
+/// A shard's ends of the mailboxes: its own inbox, and a sender to every shard's.
+struct Mailbox {
+    inbox: flume::Receiver<Mail>,
+    /// Indexed by shard (our own included, which keeps our inbox from ever disconnecting).
+    senders: Vec<flume::Sender<Mail>>,
+}
+
+impl Mailbox {
+    /// Puts `mail` in `shard`'s inbox, or hands it back when the inbox is full.
+    fn post(&self, shard: usize, mail: Mail) -> Result<(), Mail> {
+        self.senders[shard].try_send(mail).map_err(|e| e.into_inner())
+    }
+}
+
+impl Shard {
+    /// Pins the thread, builds its monoio runtime and runs the event loop on it.
+    fn run(self) -> std::io::Result<()> {
+        if let Some(core) = self.core {
+            match cores::pin(core) {
+                Ok(()) => debug!(core, "pinned"),
+                Err(e) => warn!(core, error = %e, "cannot pin the shard to its core"),
+            }
+        }
+        let uring = monoio::utils::detect_uring();
+        if !uring {
+            warn!("io_uring unavailable: using the epoll driver");
+        }
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .with_entries(1024)
+            .enable_timer()
+            .build()?;
+        rt.block_on(async move {
+            let io = UdpIo::from_std(self.socket)?;
+            info!(addr = %io.local_addr(), io_uring = uring, gso = io.segment().is_some(), core = ?self.core, "shard listening");
+            let core = Core::sharded(
+                self.quic,
+                self.session,
+                self.relay,
+                self.max_connections,
+                self.topology,
+            );
+            serve(io, core, self.mailbox).await
+        })
+    }
+}
+
+/// The event loop: receive batch and mail -> sessions and relay -> send batch and mail ->
+/// sleep until the socket, the mailbox or a timer wakes us.
+async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox) -> ! {
     let mut batch = RecvBatch::new();
     let mut out = vec![0u8; gso::MAX_BATCH];
     let local = io.local_addr();
+    let mut woken: Option<Mail> = None;
     loop {
         loop {
             match io.recv_batch(&mut batch) {
@@ -81,11 +196,34 @@ async fn serve(io: UdpIo, mut core: Core) -> ! {
                 }
             }
         }
+        let mails = woken.take().into_iter().chain(mailbox.inbox.try_iter());
+        for mail in mails.take(MAILS_PER_TURN) {
+            core.on_mail(mail, |bytes, to| io.send(bytes, to));
+        }
         let now = Instant::now();
         core.dispatch(now);
         core.transmit(now, &mut out, io.segment(), |bytes, to| io.send(bytes, to));
+        core.post(|shard, mail| mailbox.post(shard, mail));
+        if !mailbox.inbox.is_empty() {
+            continue;
+        }
         let timeout = core.next_timeout(Instant::now());
-        io.wait(timeout, None).await;
+        woken = wait(&io, timeout, &mailbox.inbox).await;
+    }
+}
+
+/// Sleeps until the socket is readable, mail arrives (returned) or `timeout` passes.
+async fn wait(io: &UdpIo, timeout: Option<Duration>, inbox: &flume::Receiver<Mail>) -> Option<Mail> {
+    let sleep = async {
+        match timeout {
+            Some(d) => monoio::time::sleep(d).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    monoio::select! {
+        _ = io.readable() => None,
+        _ = sleep => None,
+        mail = inbox.recv_async() => mail.ok(),
     }
 }
 

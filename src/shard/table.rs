@@ -19,6 +19,9 @@ pub struct Table {
     session: SessionConfig,
     /// Connections beyond this are refused (their Initial packets are dropped).
     max_connections: usize,
+    /// The first byte of every connection ID we issue: our shard index, which steers the
+    /// connection's datagrams to us.
+    shard: u8,
     sessions: Slab<Session>,
     by_cid: HashMap<Vec<u8>, SessionKey>,
     rng: ring::rand::SystemRandom,
@@ -32,11 +35,17 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new(quic: quiche::Config, session: SessionConfig, max_connections: usize) -> Self {
+    pub fn new(
+        quic: quiche::Config,
+        session: SessionConfig,
+        max_connections: usize,
+        shard: u8,
+    ) -> Self {
         Self {
             quic,
             session,
             max_connections,
+            shard,
             sessions: Slab::new(),
             by_cid: HashMap::new(),
             rng: ring::rand::SystemRandom::new(),
@@ -142,6 +151,7 @@ impl Table {
         }
         let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
         self.rng.fill(&mut scid).ok()?;
+        scid[0] = self.shard;
         let scid_ref = quiche::ConnectionId::from_ref(&scid);
         let conn = quiche::accept_with_buf_factory::<BytesFactory>(
             &scid_ref,
