@@ -461,7 +461,7 @@ fn fingerprint_sub(url: &url::Url, fingerprint: &str) -> Result<ChildProc> {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused() -> Result<()> {
-    let relay = Relay::start_with(&["--max-connections", "1"]).await?;
+    let relay = Relay::start_with(&["--max-connections", "1", "--threads", "1"]).await?;
     let addr = relay.addr;
     let (first, second) = tokio::task::spawn_blocking(move || {
         let first = raw::RawClient::try_connect(addr, b"moq-lite-04", Duration::from_secs(10));

@@ -24,9 +24,7 @@ pub fn home_shard(datagram: &[u8], shards: usize) -> usize {
     }
     let long = datagram.first().is_some_and(|b| b & 0x80 != 0);
     let at = if long { 6 } else { 1 };
-    datagram
-        .get(at)
-        .map_or(0, |&b| usize::from(b) % shards)
+    datagram.get(at).map_or(0, |&b| usize::from(b) % shards)
 }
 
 /// The sockets of a reuseport group, in group order (socket `i` serves shard `i`).
@@ -72,9 +70,9 @@ fn program(shards: usize) -> [libc::sock_filter; 7] {
     use libc::{BPF_A, BPF_ABS, BPF_ALU, BPF_B, BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD};
     use libc::{BPF_MOD, BPF_RET};
     [
-        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 0), // A = first byte
+        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 0),      // A = first byte
         op(BPF_JMP | BPF_JSET | BPF_K, 0, 2, 0x80), // long header?
-        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 6), // long: A = first byte of the DCID
+        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 6),      // long: A = first byte of the DCID
         op(BPF_JMP | BPF_JA, 0, 0, 1),
         op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 1), // short: A = first byte of the DCID
         op(BPF_ALU | BPF_MOD | BPF_K, 0, 0, shards as u32),
@@ -162,7 +160,10 @@ mod tests {
     #[test]
     fn the_kernel_steers_datagrams_to_their_home_socket() {
         let group = bind_group("127.0.0.1:0".parse().unwrap(), 3, true).unwrap();
-        assert!(group.steered, "attaching SO_ATTACH_REUSEPORT_CBPF works here");
+        assert!(
+            group.steered,
+            "attaching SO_ATTACH_REUSEPORT_CBPF works here"
+        );
         let port = group.sockets[0].local_addr().unwrap().port();
         assert!(group
             .sockets

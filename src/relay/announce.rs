@@ -73,7 +73,12 @@ impl Relay {
         }
         let previous = entry.publishers.last().map(|(s, h)| (*s, h.clone()));
         entry.publishers.push((key, hops.clone()));
-        tracing::info!(%broadcast, session = key, "broadcast announced");
+        match Topology::link_shard(key) {
+            Some(shard) => {
+                tracing::debug!(%broadcast, shard, "broadcast announced by another shard")
+            }
+            None => tracing::info!(%broadcast, session = key, "broadcast announced"),
+        }
         if let Some((old, old_hops)) = previous {
             self.end_broadcast_tracks(&broadcast, false, sessions);
             self.notify(&broadcast, old, &old_hops, false, sessions);
@@ -146,7 +151,10 @@ impl Relay {
         if !was_active {
             return;
         }
-        tracing::info!(%broadcast, session = key, "broadcast ended");
+        match Topology::link_shard(key) {
+            Some(shard) => tracing::debug!(%broadcast, shard, "broadcast ended on another shard"),
+            None => tracing::info!(%broadcast, session = key, "broadcast ended"),
+        }
         let lingering = next.is_none();
         self.end_broadcast_tracks(broadcast, lingering, sessions);
         self.notify(broadcast, key, &hops, false, sessions);

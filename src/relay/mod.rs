@@ -142,12 +142,19 @@ impl Broadcast {
 
     /// Every track index of the broadcast, served and mirrored.
     fn all_tracks(&self) -> Vec<usize> {
-        self.tracks.values().chain(self.mirrors.values()).copied().collect()
+        self.tracks
+            .values()
+            .chain(self.mirrors.values())
+            .copied()
+            .collect()
     }
 
     /// A track of this name, served here or mirrored.
     fn find(&self, name: &str) -> Option<usize> {
-        self.tracks.get(name).or_else(|| self.mirrors.get(name)).copied()
+        self.tracks
+            .get(name)
+            .or_else(|| self.mirrors.get(name))
+            .copied()
     }
 
     /// Forgets track `idx` under `name`, whichever map holds it.
@@ -446,7 +453,12 @@ impl Relay {
             match sessions.subscribe(publisher, &request, idx) {
                 Some(up) => {
                     track.upstream = Some(up);
-                    count_upstream(&mut self.stats, publisher, &request.broadcast, &request.track);
+                    count_upstream(
+                        &mut self.stats,
+                        publisher,
+                        &request.broadcast,
+                        &request.track,
+                    );
                 }
                 None => {
                     sessions.reject(key, stream, ErrorCode::NotFound);
@@ -488,7 +500,11 @@ impl Relay {
         let mirror = !Topology::is_link(from) && !self.topology.owns(broadcast, name);
         let owner = Topology::link(self.topology.owner(broadcast, name));
         let b = self.broadcasts.get_mut(broadcast)?;
-        let map = if mirror { &mut b.mirrors } else { &mut b.tracks };
+        let map = if mirror {
+            &mut b.mirrors
+        } else {
+            &mut b.tracks
+        };
         if let Some(&idx) = map.get(name) {
             return Some(idx);
         }
@@ -584,7 +600,7 @@ fn count_upstream(stats: &mut RelayStats, upstream: SessionKey, broadcast: &str,
         }
         None => {
             stats.publisher_subscribes += 1;
-            tracing::debug!(%broadcast, %track, session = upstream, "upstream subscribe");
+            tracing::info!(%broadcast, %track, session = upstream, "subscribing to the publisher");
         }
     }
 }

@@ -37,7 +37,7 @@ impl Default for Topology {
 
 impl Topology {
     pub fn new(shard: usize, shards: usize) -> Self {
-        assert!(shards >= 1 && shards <= MAX_SHARDS && shard < shards);
+        assert!((1..=MAX_SHARDS).contains(&shards) && shard < shards);
         Self { shard, shards }
     }
 
@@ -105,7 +105,10 @@ mod tests {
             let track = format!("t{i}");
             let owner = shards[0].owner("live/x", &track);
             assert!(shards.iter().all(|t| t.owner("live/x", &track) == owner));
-            assert_eq!(shards.iter().filter(|t| t.owns("live/x", &track)).count(), 1);
+            assert_eq!(
+                shards.iter().filter(|t| t.owns("live/x", &track)).count(),
+                1
+            );
             per_owner[owner] += 1;
         }
         assert!(per_owner.iter().all(|&n| n > 50), "{per_owner:?}");

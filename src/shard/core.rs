@@ -90,7 +90,10 @@ impl Core {
         let home = steer::home_shard(buf, self.topology.shards);
         if home != self.topology.shard {
             if self.links.forwarded() == 0 {
-                info!(shard = home, "datagram for another shard: forwarding through its mailbox");
+                info!(
+                    shard = home,
+                    "datagram for another shard: forwarding through its mailbox"
+                );
             }
             self.links.forward(home, buf, from, local);
             return None;

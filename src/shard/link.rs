@@ -39,7 +39,9 @@ pub struct Forwarded {
 #[derive(Debug)]
 pub enum Message {
     /// Tell me of your publishers' broadcasts.
-    RequestAnnounces { stream: u64 },
+    RequestAnnounces {
+        stream: u64,
+    },
     /// The broadcasts active when the interest arrived.
     Announces {
         stream: u64,
@@ -51,21 +53,46 @@ pub enum Message {
         hops: Vec<u64>,
         active: bool,
     },
-    Subscribe { stream: u64, request: Subscribe },
+    Subscribe {
+        stream: u64,
+        request: Subscribe,
+    },
     /// The requester drops its request (unsubscribe).
-    Cancel { stream: u64 },
+    Cancel {
+        stream: u64,
+    },
     TrackRequest {
         stream: u64,
         broadcast: String,
         track: String,
     },
-    TrackInfo { stream: u64, info: TrackInfo },
-    Reject { stream: u64, code: ErrorCode },
-    SubscribeOk { stream: u64 },
-    SubscribeStart { stream: u64, group: u64 },
-    SubscribeEnd { stream: u64, group: u64 },
-    EndSubscription { stream: u64, error: Option<u64> },
-    Group { stream: u64, sequence: u64 },
+    TrackInfo {
+        stream: u64,
+        info: TrackInfo,
+    },
+    Reject {
+        stream: u64,
+        code: ErrorCode,
+    },
+    SubscribeOk {
+        stream: u64,
+    },
+    SubscribeStart {
+        stream: u64,
+        group: u64,
+    },
+    SubscribeEnd {
+        stream: u64,
+        group: u64,
+    },
+    EndSubscription {
+        stream: u64,
+        error: Option<u64>,
+    },
+    Group {
+        stream: u64,
+        sequence: u64,
+    },
     Frame {
         stream: u64,
         sequence: u64,
@@ -218,7 +245,10 @@ impl Links {
 
     /// Turns the messages of a mail into the relay's events on the sender's link session.
     pub fn receive(&mut self, from: usize, messages: Vec<Message>, out: &mut Vec<Event>) {
-        let Some(link) = self.links.get_mut(from).filter(|_| from != self.topology.shard)
+        let Some(link) = self
+            .links
+            .get_mut(from)
+            .filter(|_| from != self.topology.shard)
         else {
             return;
         };
@@ -589,7 +619,9 @@ mod tests {
         let second = a.subscribe(to_b, &request("u"), 2).unwrap();
         a.unsubscribe(to_b, first);
         let events = deliver(&mut a, &mut b);
-        assert!(matches!(events.last(), Some(Event::RequestCancelled { stream }) if *stream == first));
+        assert!(
+            matches!(events.last(), Some(Event::RequestCancelled { stream }) if *stream == first)
+        );
         b.subscribe_ok(to_a, first);
         b.reject(to_a, second, ErrorCode::NotFound);
         let events = deliver(&mut b, &mut a);

@@ -9,8 +9,8 @@
 //! -> flush queues into quiche and send packets -> post this turn's mail -> sleep until the
 //! socket is readable, mail arrives or the earliest timer fires.
 
-mod cores;
 mod core;
+mod cores;
 mod link;
 mod peers;
 mod table;
@@ -136,7 +136,9 @@ struct Mailbox {
 impl Mailbox {
     /// Puts `mail` in `shard`'s inbox, or hands it back when the inbox is full.
     fn post(&self, shard: usize, mail: Mail) -> Result<(), Mail> {
-        self.senders[shard].try_send(mail).map_err(|e| e.into_inner())
+        self.senders[shard]
+            .try_send(mail)
+            .map_err(|e| e.into_inner())
     }
 }
 
@@ -213,7 +215,11 @@ async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox) -> ! {
 }
 
 /// Sleeps until the socket is readable, mail arrives (returned) or `timeout` passes.
-async fn wait(io: &UdpIo, timeout: Option<Duration>, inbox: &flume::Receiver<Mail>) -> Option<Mail> {
+async fn wait(
+    io: &UdpIo,
+    timeout: Option<Duration>,
+    inbox: &flume::Receiver<Mail>,
+) -> Option<Mail> {
     let sleep = async {
         match timeout {
             Some(d) => monoio::time::sleep(d).await,
@@ -227,5 +233,7 @@ async fn wait(io: &UdpIo, timeout: Option<Duration>, inbox: &flume::Receiver<Mai
     }
 }
 
+#[cfg(test)]
+mod sharded_tests;
 #[cfg(test)]
 mod tests;
