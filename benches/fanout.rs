@@ -37,6 +37,9 @@ impl Sessions for Sink {
         None
     }
     fn reply_track(&mut self, _: SessionKey, _: u64, _: &TrackInfo) {}
+    fn fetch(&mut self, _: SessionKey, _: &moqring::wire::Fetch, _: usize) -> Option<u64> {
+        None
+    }
     fn reply_fetch(&mut self, _: SessionKey, _: u64, _: &[Frame]) {}
     fn reject(&mut self, _: SessionKey, _: u64, _: ErrorCode) {}
     fn subscribe_ok(&mut self, _: SessionKey, _: u64, _: u8) {}

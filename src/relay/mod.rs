@@ -191,6 +191,8 @@ pub struct Relay {
     departed: Vec<(Instant, String)>,
     /// Finished tracks, kept for late and resuming subscribers until then.
     expiring: Vec<(Instant, usize)>,
+    /// FETCHes passed on to the owner shard: token -> (session, stream) to answer.
+    fetches: Slab<(SessionKey, u64)>,
 }
 
 impl Relay {
@@ -213,6 +215,7 @@ impl Relay {
             now: None,
             departed: Vec::new(),
             expiring: Vec::new(),
+            fetches: Slab::new(),
         }
     }
 
@@ -301,16 +304,13 @@ impl Relay {
                 track,
             } => self.track_request(key, stream, &broadcast, &track, sessions),
             Event::Subscribe { stream, request } => self.subscribe(key, stream, request, sessions),
-            Event::Fetch { stream, request } => {
-                let answer = self
-                    .broadcasts
-                    .get(&request.broadcast)
-                    .and_then(|b| b.find(&request.track))
-                    .and_then(|idx| self.tracks.get(idx))
-                    .map_or(Err(ErrorCode::NotFound), |t| t.cached_group(request.group));
-                match answer {
-                    Ok(frames) => sessions.reply_fetch(key, stream, frames),
-                    Err(code) => sessions.reject(key, stream, code),
+            Event::Fetch { stream, request } => self.fetch(key, stream, request, sessions),
+            Event::Fetched { token, result } => {
+                if let Some((session, stream)) = self.fetches.try_remove(token) {
+                    match result {
+                        Ok(frames) => sessions.reply_fetch(session, stream, &frames),
+                        Err(code) => sessions.reject(session, stream, code),
+                    }
                 }
             }
             Event::RequestCancelled { stream } => self.cancel(key, stream, sessions),
@@ -370,6 +370,40 @@ impl Relay {
                 }
             }
             Event::Closed => self.remove_session(key, sessions),
+        }
+    }
+
+    /// Answers a FETCH from the track's cache here, else from its owner shard's.
+    fn fetch<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        stream: u64,
+        request: crate::wire::Fetch,
+        sessions: &mut S,
+    ) {
+        let answer = self
+            .broadcasts
+            .get(&request.broadcast)
+            .and_then(|b| b.find(&request.track))
+            .and_then(|idx| self.tracks.get(idx))
+            .map_or(Err(ErrorCode::NotFound), |t| t.cached_group(request.group));
+        let code = match answer {
+            Ok(frames) => return sessions.reply_fetch(key, stream, frames),
+            Err(code) => code,
+        };
+        let owner = self.topology.owner(&request.broadcast, &request.track);
+        if Topology::is_link(key) || owner == self.topology.shard {
+            return sessions.reject(key, stream, code);
+        }
+        // A mirror holds only what passed since it was made; the owner's cache is the
+        // track's.
+        let token = self.fetches.insert((key, stream));
+        if sessions
+            .fetch(Topology::link(owner), &request, token)
+            .is_none()
+        {
+            self.fetches.remove(token);
+            sessions.reject(key, stream, code);
         }
     }
 

@@ -4,7 +4,7 @@
 //! so relay logic is checked without sockets or QUIC.
 
 use crate::session::Frame;
-use crate::wire::{ErrorCode, Subscribe, TrackInfo};
+use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
 
 /// Identifies a session within a shard.
 pub type SessionKey = usize;
@@ -29,6 +29,9 @@ pub trait Sessions {
         token: usize,
     ) -> Option<u64>;
     fn reply_track(&mut self, s: SessionKey, stream: u64, info: &TrackInfo);
+    /// Fetches a group from `s` (only links to other shards can); the answer is
+    /// [`crate::session::Event::Fetched`] with `token`.
+    fn fetch(&mut self, s: SessionKey, request: &Fetch, token: usize) -> Option<u64>;
     /// Answers a FETCH with a whole group's frames.
     fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]);
     fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode);

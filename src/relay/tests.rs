@@ -81,6 +81,9 @@ impl Sessions for Recorder {
     fn reply_track(&mut self, s: SessionKey, stream: u64, _info: &TrackInfo) {
         self.calls.push(Call::ReplyTrack(s, stream));
     }
+    fn fetch(&mut self, _: SessionKey, _: &crate::wire::Fetch, _: usize) -> Option<u64> {
+        None
+    }
     fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]) {
         let payloads = frames.iter().map(|f| f.payload().clone()).collect();
         self.calls.push(Call::ReplyFetch(s, stream, payloads));

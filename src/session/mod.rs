@@ -101,6 +101,12 @@ pub enum Event {
         sequence: u64,
         error: Option<u64>,
     },
+    /// Answer to our fetch `token` (made over a link to another shard): the group's
+    /// frames, or why not.
+    Fetched {
+        token: usize,
+        result: Result<Vec<Frame>, ErrorCode>,
+    },
     /// The connection is closed; drop the session after handling this.
     Closed,
 }

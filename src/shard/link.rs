@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use crate::relay::{SessionKey, Topology};
 use crate::session::{Event, Frame};
-use crate::wire::{ErrorCode, Subscribe, TrackInfo};
+use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
 
 /// What one shard sends another in one loop turn.
 #[derive(Debug)]
@@ -70,6 +70,16 @@ pub enum Message {
         stream: u64,
         info: TrackInfo,
     },
+    /// A cached group of a track the receiver owns.
+    Fetch {
+        stream: u64,
+        request: Fetch,
+    },
+    /// The fetched group's frames.
+    Fetched {
+        stream: u64,
+        frames: Vec<Frame>,
+    },
     Reject {
         stream: u64,
         code: ErrorCode,
@@ -110,6 +120,7 @@ impl Message {
     fn cost(&self) -> usize {
         match self {
             Message::Frame { frame, .. } => frame.wire_len(),
+            Message::Fetched { frames, .. } => frames.iter().map(Frame::wire_len).sum(),
             _ => 64,
         }
     }
@@ -120,6 +131,7 @@ impl Message {
 enum Request {
     Subscription(usize),
     Track(usize),
+    Fetch(usize),
 }
 
 /// Our side of the link to one other shard.
@@ -313,10 +325,25 @@ impl Link {
                     return None;
                 }
             },
+            Message::Fetch { stream, request } => Event::Fetch { stream, request },
+            Message::Fetched { stream, frames } => match self.requests.remove(&stream)? {
+                Request::Fetch(token) => Event::Fetched {
+                    token,
+                    result: Ok(frames),
+                },
+                other => {
+                    self.requests.insert(stream, other);
+                    return None;
+                }
+            },
             Message::Reject { stream, code } => match self.requests.remove(&stream)? {
                 Request::Subscription(token) => Event::SubscriptionClosed {
                     token,
                     error: Some(code.code()),
+                },
+                Request::Fetch(token) => Event::Fetched {
+                    token,
+                    result: Err(code),
                 },
                 // As on a session: a refused track request stays unanswered.
                 Request::Track(_) => return None,
@@ -428,6 +455,18 @@ impl Links {
     pub fn reply_track(&mut self, s: SessionKey, stream: u64, info: &TrackInfo) {
         let info = info.clone();
         self.push(s, Message::TrackInfo { stream, info });
+    }
+
+    pub fn fetch(&mut self, s: SessionKey, request: &Fetch, token: usize) -> Option<u64> {
+        let stream = self.open(s, Some(Request::Fetch(token)))?;
+        let request = request.clone();
+        self.push(s, Message::Fetch { stream, request });
+        Some(stream)
+    }
+
+    pub fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]) {
+        let frames = frames.to_vec();
+        self.push(s, Message::Fetched { stream, frames });
     }
 
     pub fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode) {
@@ -599,6 +638,41 @@ mod tests {
         // The subscription is over: late messages for it are dropped.
         b.subscribe_end(to_a, stream, 43);
         assert!(deliver(&mut b, &mut a).is_empty());
+    }
+
+    #[test]
+    fn a_fetch_is_answered_with_frames_or_an_error() {
+        let (mut a, mut b) = two();
+        let (to_a, to_b) = (Topology::link(0), Topology::link(1));
+        let request = Fetch {
+            broadcast: "b".into(),
+            track: "t".into(),
+            priority: 0,
+            group: 3,
+        };
+        let found = a.fetch(to_b, &request, 11).unwrap();
+        let missing = a.fetch(to_b, &request, 12).unwrap();
+        let events = deliver(&mut a, &mut b);
+        assert!(
+            matches!(&events[..], [Event::Fetch { stream: s1, request: r }, Event::Fetch { stream: s2, .. }]
+                if *s1 == found && *s2 == missing && r.group == 3),
+            "{events:?}"
+        );
+        let frame = Frame::new(Bytes::from_static(b"cached"), 0, 0);
+        b.reply_fetch(to_a, found, std::slice::from_ref(&frame));
+        b.reject(to_a, missing, ErrorCode::Evicted);
+        let events = deliver(&mut b, &mut a);
+        let [Event::Fetched {
+            token: 11,
+            result: Ok(frames),
+        }, Event::Fetched {
+            token: 12,
+            result: Err(ErrorCode::Evicted),
+        }] = &events[..]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(frames[0].payload(), frame.payload());
     }
 
     #[test]

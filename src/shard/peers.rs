@@ -5,7 +5,7 @@ use super::link::Links;
 use super::Table;
 use crate::relay::{SessionKey, Sessions, Topology};
 use crate::session::Frame;
-use crate::wire::{ErrorCode, Subscribe, TrackInfo};
+use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
 
 /// Connections and links, borrowed for one phase of the loop.
 pub struct Peers<'a> {
@@ -72,8 +72,16 @@ impl Sessions for Peers<'_> {
         }
         self.table.reply_track(s, stream, info)
     }
+    fn fetch(&mut self, s: SessionKey, request: &Fetch, token: usize) -> Option<u64> {
+        if Topology::is_link(s) {
+            return self.links.fetch(s, request, token);
+        }
+        self.table.fetch(s, request, token)
+    }
     fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]) {
-        // Links never fetch.
+        if Topology::is_link(s) {
+            return self.links.reply_fetch(s, stream, frames);
+        }
         self.table.reply_fetch(s, stream, frames)
     }
     fn reject(&mut self, s: SessionKey, stream: u64, code: ErrorCode) {

@@ -11,7 +11,7 @@ use tracing::{debug, info};
 
 use crate::relay::{SessionKey, Sessions};
 use crate::session::{zc::BytesFactory, Frame, Session, SessionConfig};
-use crate::wire::{ErrorCode, Subscribe, TrackInfo};
+use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
 
 /// Connections of one shard.
 pub struct Table {
@@ -256,6 +256,10 @@ impl Sessions for Table {
         if let Some(x) = self.touch(s) {
             x.reply_track(stream, info)
         }
+    }
+    fn fetch(&mut self, _: SessionKey, _: &Fetch, _: usize) -> Option<u64> {
+        // Sessions are never asked to fetch: the relay answers from its caches.
+        None
     }
     fn reply_fetch(&mut self, s: SessionKey, stream: u64, frames: &[Frame]) {
         if let Some(x) = self.touch(s) {
