@@ -203,8 +203,7 @@ impl Core {
                 let _ = conn.close(false, 0x1, b"send error");
             }
         }
-        self.table.clear_active();
-        self.table.remove_closed();
+        self.table.end_turn();
     }
 
     /// Time until the earliest QUIC or relay timer (soon, while mail waits for room).

@@ -14,6 +14,7 @@ mod cores;
 mod link;
 mod peers;
 mod table;
+mod timers;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

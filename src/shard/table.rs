@@ -9,6 +9,7 @@ use ring::rand::SecureRandom;
 use slab::Slab;
 use tracing::{debug, info};
 
+use super::timers::Timers;
 use crate::relay::{SessionKey, Sessions};
 use crate::session::{zc::BytesFactory, Frame, Session, SessionConfig};
 use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
@@ -30,6 +31,8 @@ pub struct Table {
     active: Vec<SessionKey>,
     /// `marked[key]`: `key` is in `active`.
     marked: Vec<bool>,
+    /// Deadlines (QUIC and session timers) of the sessions.
+    timers: Timers,
     /// Scratch list for `on_timeouts`.
     expired: Vec<SessionKey>,
 }
@@ -51,6 +54,7 @@ impl Table {
             rng: ring::rand::SystemRandom::new(),
             active: Vec::new(),
             marked: Vec::new(),
+            timers: Timers::default(),
             expired: Vec::new(),
         }
     }
@@ -62,10 +66,30 @@ impl Table {
         out.extend_from_slice(&self.active);
     }
 
-    /// Ends the turn: no session is active any more.
-    pub fn clear_active(&mut self) {
+    /// Ends the turn: the active sessions' deadlines are re-scheduled, closed connections
+    /// forgotten (after the relay handled their `Closed` event), and no session is active
+    /// any more. Only active sessions can have changed, so idle ones cost nothing here.
+    pub fn end_turn(&mut self) {
         for key in self.active.drain(..) {
             self.marked[key] = false;
+            let Some(session) = self.sessions.get(key) else {
+                self.timers.schedule(key, None);
+                continue;
+            };
+            if session.conn().is_closed() {
+                self.timers.schedule(key, None);
+                let session = self.sessions.remove(key);
+                self.by_cid.retain(|_, k| *k != key);
+                let conn = session.conn();
+                info!(
+                    session = key,
+                    peer_error = ?conn.peer_error(),
+                    local_error = ?conn.local_error(),
+                    "connection removed"
+                );
+            } else {
+                self.timers.schedule(key, session.next_timeout());
+            }
         }
     }
 
@@ -175,49 +199,23 @@ impl Table {
     pub fn on_timeouts(&mut self, now: Instant) {
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
-        for (key, session) in self.sessions.iter_mut() {
-            if session.next_timeout().is_some_and(|t| t <= now) {
-                expired.push(key);
-            }
+        self.timers.expired(now, &mut expired);
+        for &key in &expired {
+            let Some(session) = self.sessions.get_mut(key) else {
+                continue;
+            };
             let conn = session.conn_mut();
             if conn.timeout_instant().is_some_and(|t| t <= now) {
                 conn.on_timeout();
             }
-        }
-        for &key in &expired {
             self.mark(key);
         }
         self.expired = expired;
     }
 
-    /// Time until the earliest QUIC timer.
+    /// Time until the earliest QUIC or session timer.
     pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        self.sessions
-            .iter()
-            .filter_map(|(_, s)| s.next_timeout())
-            .min()
-            .map(|t| t.saturating_duration_since(now))
-    }
-
-    /// Forgets closed connections (after the relay handled their `Closed` event).
-    pub fn remove_closed(&mut self) {
-        let closed: Vec<SessionKey> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.conn().is_closed())
-            .map(|(k, _)| k)
-            .collect();
-        for key in closed {
-            let session = self.sessions.remove(key);
-            self.by_cid.retain(|_, k| *k != key);
-            let conn = session.conn();
-            info!(
-                session = key,
-                peer_error = ?conn.peer_error(),
-                local_error = ?conn.local_error(),
-                "connection removed"
-            );
-        }
+        self.timers.next().map(|t| t.saturating_duration_since(now))
     }
 }
 
