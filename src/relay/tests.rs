@@ -776,3 +776,28 @@ fn eager_rules_subscribe_on_announce_and_serve_the_first_viewer_from_cache() {
         .any(|c| matches!(c, Call::Unsubscribe(..))));
     assert_eq!(relay.track_count(), 1);
 }
+
+#[test]
+fn cache_rules_give_matching_tracks_their_own_budget() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        cache_bytes: 1 << 20,
+        cache_rules: vec![
+            "other/*=bytes=1".parse().unwrap(),
+            "anon/*:video=bytes=2500".parse().unwrap(),
+        ],
+        ..RelayConfig::default()
+    };
+    assert_eq!(config.cache_budget("anon/demo", "audio").bytes, 1 << 20);
+    let mut relay = relay_configured(config, &mut rec);
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let token = upstream_token(&rec.take());
+    publish_groups(&mut relay, &mut rec, token, 0..6, 1, 1000);
+    relay.handle(3, subscribe_from(20, Some(0)), &mut rec);
+    let cached: Vec<u64> = opened(&rec.take(), 3).iter().map(|g| g.0).collect();
+    assert_eq!(
+        cached,
+        vec![4, 5],
+        "the video rule's 2500 bytes, not the global MiB"
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
-use super::{RelayConfig, SessionKey, Sessions};
+use super::{CacheBudget, RelayConfig, SessionKey, Sessions};
 use crate::session::Frame;
 use crate::wire::{ErrorCode, TrackInfo};
 
@@ -138,6 +138,8 @@ pub struct Track {
     pub finished: bool,
     /// Subscribed on announce (an eager rule): kept without subscribers.
     pub eager: bool,
+    /// Its cache budget, looked up in the relay's rules at its first group.
+    budget: Option<CacheBudget>,
 }
 
 impl Track {
@@ -157,6 +159,7 @@ impl Track {
             closing: false,
             finished: false,
             eager: false,
+            budget: None,
         }
     }
 
@@ -325,6 +328,10 @@ impl Track {
     /// Drops the oldest finished groups beyond the cache's byte and age budgets. The newest
     /// group always stays (a late joiner starts there); open groups stay until they end.
     fn evict(&mut self, config: &RelayConfig, now: Option<Instant>) {
+        let (broadcast, name) = (&self.broadcast, &self.name);
+        let budget = *self
+            .budget
+            .get_or_insert_with(|| config.cache_budget(broadcast, name));
         let mut bytes: usize = self.groups.iter().map(|g| g.bytes).sum();
         while self.groups.len() > 1 {
             let oldest = &self.groups[0];
@@ -332,10 +339,10 @@ impl Track {
                 break;
             }
             let too_old = match (now, oldest.ended_at) {
-                (Some(now), Some(at)) => now.saturating_duration_since(at) > config.cache_age,
+                (Some(now), Some(at)) => now.saturating_duration_since(at) > budget.age,
                 _ => false,
             };
-            if bytes <= config.cache_bytes && !too_old {
+            if bytes <= budget.bytes && !too_old {
                 break;
             }
             bytes -= oldest.bytes;
