@@ -415,7 +415,7 @@ impl Relay {
             }
         }
         sessions.subscribe_ok(key, stream, request.priority);
-        let sub = Downstream::new(key, stream, request.start_group);
+        let sub = Downstream::new(key, stream, request.start_group).until(request.end_group);
         track.add_subscriber(sub, sessions);
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.downstream.insert(stream, idx);

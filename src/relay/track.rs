@@ -33,6 +33,8 @@ pub struct Downstream {
     /// The first group it may get, announced with its first group (lite-05 SUBSCRIBE_START):
     /// what it asked for, else what upstream said, else that first group.
     start: Option<u64>,
+    /// The last group it wants (SUBSCRIBE's end group, a cap on what is served).
+    last: Option<u64>,
     /// Open group streams: (sequence, stream).
     groups: SmallVec<[(u64, u64); 2]>,
 }
@@ -44,8 +46,21 @@ impl Downstream {
             stream,
             started: false,
             start,
+            last: None,
             groups: SmallVec::new(),
         }
+    }
+
+    /// Serves no group after `last`.
+    pub fn until(mut self, last: Option<u64>) -> Self {
+        self.last = last;
+        self
+    }
+
+    /// Whether group `sequence` is within what it asked for.
+    fn wants(&self, sequence: u64) -> bool {
+        self.start.is_none_or(|start| sequence >= start)
+            && self.last.is_none_or(|last| sequence <= last)
     }
 
     /// Opens `group` on this subscriber and sends what the relay has of it. `floor` is the
@@ -217,7 +232,9 @@ impl Track {
         if let Some(from) = from {
             sub.start = None;
             for group in self.groups.range(from..) {
-                sub.open(group, None, sessions);
+                if sub.wants(group.sequence) {
+                    sub.open(group, None, sessions);
+                }
             }
         }
         self.subscribers.push(sub);
@@ -263,7 +280,7 @@ impl Track {
         let mut dropped = 0;
         for sub in &mut self.subscribers {
             dropped += sub.shed(config.max_queued_bytes, sessions);
-            if sub.start.is_none_or(|start| sequence >= start) {
+            if sub.wants(sequence) {
                 sub.open(&group, self.upstream_start, sessions);
             }
         }

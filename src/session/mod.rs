@@ -27,7 +27,7 @@ use smallvec::SmallVec;
 
 pub use frame::Frame;
 use recv::{InStream, Kind};
-pub use schedule::{group_urgency, Delivery};
+use schedule::Delivery;
 use send::{Class, Flushed, OutStream};
 pub use zc::{BytesFactory, Conn};
 
