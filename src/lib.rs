@@ -5,6 +5,7 @@
 //! `sub` commands. See DESIGN.md in the shared folder for the architecture.
 
 pub mod client;
+pub mod config;
 pub mod net;
 pub mod relay;
 pub mod session;

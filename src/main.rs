@@ -4,13 +4,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use url::Url;
 
 use moqring::client::{
     self, Connect, PublishOptions, Publisher, SubscribeOptions, Subscriber, Verify,
 };
-use moqring::relay::{EagerRule, RelayConfig};
+use moqring::config::RelayFile;
+use moqring::relay::{CacheRule, EagerRule, RelayConfig};
 use moqring::session::{path, SessionConfig};
 use moqring::shard::{self, ShardConfig};
 use moqring::tls;
@@ -39,6 +41,9 @@ enum Command {
 
 #[derive(Args)]
 struct RelayArgs {
+    /// TOML file with these settings; flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// UDP address to listen on.
     #[arg(long, default_value = "127.0.0.1:4443")]
     bind: SocketAddr,
@@ -63,6 +68,11 @@ struct RelayArgs {
     /// Milliseconds a finished group stays in its track's cache.
     #[arg(long, default_value_t = 10_000)]
     cache_age_ms: u64,
+    /// Cache budgets for the tracks of matching broadcasts, over the global ones:
+    /// PATTERN[:TRACK]=bytes=N,age=MS (either may be left out), PATTERN a path or a prefix
+    /// ending in `*` (repeatable; the first matching rule wins).
+    #[arg(long = "cache", value_name = "RULE")]
+    cache: Vec<CacheRule>,
     /// Subscribe upstream on announce to these tracks of matching broadcasts, so the first
     /// viewer joins from the cache: PATTERN=TRACK[,TRACK...], PATTERN a path or a prefix
     /// ending in `*` (repeatable; default: subscribe on demand).
@@ -162,11 +172,15 @@ fn init_logging(default: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Relay(args) => {
+        Command::Relay(mut args) => {
             init_logging("info");
-            relay(args)
+            let given = matches
+                .subcommand_matches("relay")
+                .expect("relay arguments");
+            apply_config_file(&mut args, given).and_then(|()| relay(args))
         }
         Command::Pub(args) => {
             init_logging("warn");
@@ -222,6 +236,78 @@ fn connect(args: ClientArgs) -> Connect {
     }
 }
 
+/// Fills the settings not given on the command line from `--config`'s file; rules from
+/// the file come after those on the command line (the first match wins).
+fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), String> {
+    let Some(path) = &args.config else {
+        return Ok(());
+    };
+    let file = RelayFile::load(path)?;
+    let from_file = |id: &str| given.value_source(id) != Some(ValueSource::CommandLine);
+    fn set<T>(use_file: bool, arg: &mut T, value: Option<T>) {
+        if let (true, Some(v)) = (use_file, value) {
+            *arg = v;
+        }
+    }
+    set(from_file("bind"), &mut args.bind, file.bind);
+    if from_file("cert") && from_file("key") && file.cert.is_some() != file.key.is_some() {
+        return Err(format!("{}: cert and key go together", path.display()));
+    }
+    set(
+        from_file("cert"),
+        &mut args.cert,
+        file.cert.clone().map(Some),
+    );
+    set(from_file("key"), &mut args.key, file.key.clone().map(Some));
+    if args.versions.is_empty() {
+        args.versions = file.versions()?;
+    }
+    set(
+        from_file("max_frame_size"),
+        &mut args.max_frame_size,
+        file.max_frame_size,
+    );
+    set(
+        from_file("max_queued_bytes"),
+        &mut args.max_queued_bytes,
+        file.max_queued_bytes,
+    );
+    set(
+        from_file("cache_bytes"),
+        &mut args.cache_bytes,
+        file.cache.bytes,
+    );
+    set(
+        from_file("cache_age_ms"),
+        &mut args.cache_age_ms,
+        file.cache.age_ms,
+    );
+    set(
+        from_file("max_connections"),
+        &mut args.max_connections,
+        file.max_connections,
+    );
+    set(
+        from_file("idle_timeout_ms"),
+        &mut args.idle_timeout_ms,
+        file.idle_timeout_ms,
+    );
+    // The shard layout is one setting: the command line's, if it gives either part.
+    if from_file("cores") && from_file("threads") {
+        args.cores = file.cores()?;
+        args.threads = file.threads;
+    }
+    if from_file("no_pin") {
+        args.no_pin = file.pin == Some(false);
+    }
+    if from_file("no_steering") {
+        args.no_steering = file.steering == Some(false);
+    }
+    args.cache.extend(file.cache_rules()?);
+    args.eager.extend(file.eager_rules()?);
+    Ok(())
+}
+
 fn relay(args: RelayArgs) -> Result<(), String> {
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => tls::from_files(cert, key),
@@ -268,6 +354,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             max_queued_bytes: args.max_queued_bytes,
             cache_bytes: args.cache_bytes,
             cache_age: std::time::Duration::from_millis(args.cache_age_ms),
+            cache_rules: args.cache,
             eager: args.eager,
             ..RelayConfig::default()
         },

@@ -7,6 +7,7 @@
 //! joiner starts at the current group, from its first frame.
 
 mod announce;
+mod rules;
 mod sessions;
 mod topology;
 mod track;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+pub use rules::{CacheBudget, CacheRule};
 pub use sessions::{SessionKey, Sessions};
 pub use topology::{Topology, MAX_SHARDS};
 use track::{Downstream, Track};
@@ -40,6 +42,9 @@ pub struct RelayConfig {
     pub cache_bytes: usize,
     /// How long a finished group stays in a track's cache.
     pub cache_age: Duration,
+    /// Budgets for tracks matching a pattern, over `cache_bytes` and `cache_age` (the
+    /// first matching rule wins).
+    pub cache_rules: Vec<CacheRule>,
     /// Tracks subscribed upstream as soon as a matching broadcast is announced, so the
     /// first viewer joins from the cache (default: on demand).
     pub eager: Vec<EagerRule>,
@@ -55,10 +60,7 @@ pub struct EagerRule {
 
 impl EagerRule {
     pub fn matches(&self, broadcast: &str) -> bool {
-        match self.pattern.strip_suffix('*') {
-            Some(prefix) => broadcast.starts_with(prefix),
-            None => broadcast == self.pattern,
-        }
+        rules::pattern_matches(&self.pattern, broadcast)
     }
 }
 
@@ -94,8 +96,20 @@ impl Default for RelayConfig {
             linger: Duration::from_secs(2),
             cache_bytes: 4 << 20,
             cache_age: Duration::from_secs(10),
+            cache_rules: Vec::new(),
             eager: Vec::new(),
         }
+    }
+}
+
+impl RelayConfig {
+    /// The cache budget of track `track` of `broadcast`.
+    pub fn cache_budget(&self, broadcast: &str, track: &str) -> CacheBudget {
+        let global = CacheBudget {
+            bytes: self.cache_bytes,
+            age: self.cache_age,
+        };
+        rules::cache_budget(&self.cache_rules, global, broadcast, track)
     }
 }
 
@@ -502,7 +516,7 @@ impl Relay {
             }
         }
         sessions.subscribe_ok(key, stream, request.priority);
-        let sub = Downstream::new(key, stream, request.start_group);
+        let sub = Downstream::new(key, stream, request.start_group).until(request.end_group);
         track.add_subscriber(sub, sessions);
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.downstream.insert(stream, idx);

@@ -779,3 +779,49 @@ fn eager_rules_subscribe_on_announce_and_serve_the_first_viewer_from_cache() {
         .any(|c| matches!(c, Call::Unsubscribe(..))));
     assert_eq!(relay.track_count(), 1);
 }
+
+#[test]
+fn cache_rules_give_matching_tracks_their_own_budget() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        cache_bytes: 1 << 20,
+        cache_rules: vec![
+            "other/*=bytes=1".parse().unwrap(),
+            "anon/*:video=bytes=2500".parse().unwrap(),
+        ],
+        ..RelayConfig::default()
+    };
+    assert_eq!(config.cache_budget("anon/demo", "audio").bytes, 1 << 20);
+    let mut relay = relay_configured(config, &mut rec);
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let token = upstream_token(&rec.take());
+    publish_groups(&mut relay, &mut rec, token, 0..6, 1, 1000);
+    relay.handle(3, subscribe_from(20, Some(0)), &mut rec);
+    let cached: Vec<u64> = opened(&rec.take(), 3).iter().map(|g| g.0).collect();
+    assert_eq!(
+        cached,
+        vec![4, 5],
+        "the video rule's 2500 bytes, not the global MiB"
+    );
+}
+
+#[test]
+fn a_subscriber_gets_no_group_after_its_end_group() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(2, subscribe_from(10, None), &mut rec);
+    let token = upstream_token(&rec.take());
+    publish_groups(&mut relay, &mut rec, token, 0..3, 1, 10);
+    let capped = Event::Subscribe {
+        stream: 20,
+        request: Subscribe {
+            start_group: Some(1),
+            end_group: Some(3),
+            ..subscribe(0, "anon/demo")
+        },
+    };
+    relay.handle(3, capped, &mut rec);
+    publish_groups(&mut relay, &mut rec, token, 3..6, 1, 10);
+    let got: Vec<u64> = opened(&rec.take(), 3).iter().map(|g| g.0).collect();
+    assert_eq!(got, vec![1, 2, 3], "cached 1 and 2, live 3, nothing after");
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use smallvec::SmallVec;
 
-use super::{RelayConfig, SessionKey, Sessions};
+use super::{CacheBudget, RelayConfig, SessionKey, Sessions};
 use crate::session::Frame;
 use crate::wire::{ErrorCode, TrackInfo};
 
@@ -33,6 +33,8 @@ pub struct Downstream {
     /// The first group it may get, announced with its first group (lite-05 SUBSCRIBE_START):
     /// what it asked for, else what upstream said, else that first group.
     start: Option<u64>,
+    /// The last group it wants (SUBSCRIBE's end group, a cap on what is served).
+    last: Option<u64>,
     /// Open group streams: (sequence, stream).
     groups: SmallVec<[(u64, u64); 2]>,
 }
@@ -44,8 +46,21 @@ impl Downstream {
             stream,
             started: false,
             start,
+            last: None,
             groups: SmallVec::new(),
         }
+    }
+
+    /// Serves no group after `last`.
+    pub fn until(mut self, last: Option<u64>) -> Self {
+        self.last = last;
+        self
+    }
+
+    /// Whether group `sequence` is within what it asked for.
+    fn wants(&self, sequence: u64) -> bool {
+        self.start.is_none_or(|start| sequence >= start)
+            && self.last.is_none_or(|last| sequence <= last)
     }
 
     /// Opens `group` on this subscriber and sends what the relay has of it. `floor` is the
@@ -138,6 +153,8 @@ pub struct Track {
     pub finished: bool,
     /// Subscribed on announce (an eager rule): kept without subscribers.
     pub eager: bool,
+    /// Its cache budget, looked up in the relay's rules at its first group.
+    budget: Option<CacheBudget>,
 }
 
 impl Track {
@@ -157,6 +174,7 @@ impl Track {
             closing: false,
             finished: false,
             eager: false,
+            budget: None,
         }
     }
 
@@ -214,7 +232,9 @@ impl Track {
         if let Some(from) = from {
             sub.start = None;
             for group in self.groups.range(from..) {
-                sub.open(group, None, sessions);
+                if sub.wants(group.sequence) {
+                    sub.open(group, None, sessions);
+                }
             }
         }
         self.subscribers.push(sub);
@@ -260,7 +280,7 @@ impl Track {
         let mut dropped = 0;
         for sub in &mut self.subscribers {
             dropped += sub.shed(config.max_queued_bytes, sessions);
-            if sub.start.is_none_or(|start| sequence >= start) {
+            if sub.wants(sequence) {
                 sub.open(&group, self.upstream_start, sessions);
             }
         }
@@ -325,6 +345,10 @@ impl Track {
     /// Drops the oldest finished groups beyond the cache's byte and age budgets. The newest
     /// group always stays (a late joiner starts there); open groups stay until they end.
     fn evict(&mut self, config: &RelayConfig, now: Option<Instant>) {
+        let (broadcast, name) = (&self.broadcast, &self.name);
+        let budget = *self
+            .budget
+            .get_or_insert_with(|| config.cache_budget(broadcast, name));
         let mut bytes: usize = self.groups.iter().map(|g| g.bytes).sum();
         while self.groups.len() > 1 {
             let oldest = &self.groups[0];
@@ -332,10 +356,10 @@ impl Track {
                 break;
             }
             let too_old = match (now, oldest.ended_at) {
-                (Some(now), Some(at)) => now.saturating_duration_since(at) > config.cache_age,
+                (Some(now), Some(at)) => now.saturating_duration_since(at) > budget.age,
                 _ => false,
             };
-            if bytes <= config.cache_bytes && !too_old {
+            if bytes <= budget.bytes && !too_old {
                 break;
             }
             bytes -= oldest.bytes;

@@ -14,6 +14,7 @@ mod frame;
 pub mod path;
 mod recv;
 mod request;
+mod schedule;
 mod send;
 mod serve;
 pub mod zc;
@@ -26,6 +27,7 @@ use smallvec::SmallVec;
 
 pub use frame::Frame;
 use recv::{InStream, Kind};
+use schedule::Delivery;
 use send::{Class, Flushed, OutStream};
 pub use zc::{BytesFactory, Conn};
 
@@ -144,7 +146,9 @@ enum Phase {
 #[derive(Debug)]
 struct Served {
     id: u64,
-    /// Group streams opened for it that may still be in flight.
+    /// Its priority, order and latency budget.
+    delivery: Delivery,
+    /// Group streams opened for it that may still be in flight, oldest first.
     groups: SmallVec<[u64; 4]>,
     /// `Some` once the owner ended it: FIN (`None`) or reset code, after the groups complete.
     ending: Option<Option<u64>>,
@@ -198,6 +202,13 @@ pub struct Session {
     /// Subscriptions we finished cleanly whose streams the peer has not closed yet, and
     /// when we stop waiting for them (held announcements wait for these).
     closing: Vec<(u64, Instant)>,
+    /// Group streams superseded by a newer group of their subscription, on the clock of
+    /// their latency budget.
+    superseded: Vec<schedule::Superseded>,
+    /// The time of the last [`Self::flush`].
+    flushed_at: Option<Instant>,
+    /// Groups reset for missing their latency budget.
+    late_groups: u64,
 }
 
 impl Session {
@@ -227,6 +238,9 @@ impl Session {
             announce_prefixes: HashMap::new(),
             held_announces: Vec::new(),
             closing: Vec::new(),
+            superseded: Vec::new(),
+            flushed_at: None,
+            late_groups: 0,
         }
     }
 
@@ -250,6 +264,11 @@ impl Session {
     /// Bytes queued in this session and not yet accepted by quiche.
     pub fn queued_bytes(&self) -> usize {
         self.queued
+    }
+
+    /// Groups reset so far because they missed their subscriber's latency budget.
+    pub fn late_groups(&self) -> u64 {
+        self.late_groups
     }
 
     /// Moves the events produced so far into `out`.
@@ -376,6 +395,10 @@ impl Session {
             }
         }
         self.flushing.clear();
+        if !self.superseded.is_empty() {
+            self.late_groups += self.expire_late_groups(now) as u64;
+        }
+        self.flushed_at = Some(now);
     }
 
     /// Queues `id` for the next flush, once.
@@ -460,11 +483,15 @@ impl Session {
             .ending
             .iter()
             .filter_map(|s| self.served.get(s).and_then(|x| x.fin_at));
-        [self.conn.timeout_instant(), hold]
-            .into_iter()
-            .flatten()
-            .chain(fins)
-            .min()
+        [
+            self.conn.timeout_instant(),
+            hold,
+            self.next_latency_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(fins)
+        .min()
     }
 
     fn open_bidi(&mut self, kind: Kind) -> u64 {
@@ -541,3 +568,6 @@ impl Session {
 fn wire_is_bidi(id: u64) -> bool {
     id & 2 == 0
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{path, Event, Phase, Served, Session};
+use super::{path, Delivery, Event, Phase, Served, Session};
 use crate::session::Frame;
 use crate::wire::{
     Announce, AnnounceOk, AnnounceRequest, ControlType, DataType, DecodeError, ErrorCode, Fetch,
@@ -332,6 +332,7 @@ impl Session {
                             id,
                             Served {
                                 id: req.id,
+                                delivery: Delivery::new(req.priority, req.ordered, req.max_latency),
                                 groups: Default::default(),
                                 ending: None,
                                 fin_at: None,
@@ -347,7 +348,11 @@ impl Session {
                 Kind::ServeSubscribe { requested: true } => match s.take::<SubscribeUpdate>(v)? {
                     None => false,
                     Some(update) => {
-                        tracing::debug!(stream = id, ?update, "subscribe update ignored");
+                        // The group range stays as first asked; delivery follows the update.
+                        tracing::debug!(stream = id, ?update, "subscribe update");
+                        let delivery =
+                            Delivery::new(update.priority, update.ordered, update.max_latency);
+                        self.update_delivery(id, delivery);
                         true
                     }
                 },

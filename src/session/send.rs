@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::schedule::{group_urgency, CONTROL_URGENCY};
 use super::zc::{Conn, ZcBuf};
 
 /// Scheduling class of a stream we open (lower urgency is sent first by quiche).
@@ -17,10 +18,11 @@ pub enum Class {
 }
 
 impl Class {
-    fn urgency(self) -> (u8, bool) {
+    /// Initial quiche priority: (urgency, incremental). Groups are re-ranked as they open.
+    fn priority(self) -> (u8, bool) {
         match self {
-            Class::Control => (0, true),
-            Class::Group => (3, false),
+            Class::Control => (CONTROL_URGENCY, true),
+            Class::Group => (group_urgency(0, 0), false),
         }
     }
 }
@@ -44,7 +46,8 @@ pub struct OutStream {
     chunks: VecDeque<Bytes>,
     queued: usize,
     fin: bool,
-    class: Class,
+    urgency: u8,
+    incremental: bool,
     /// Whether quiche knows the stream yet (priority set on the first successful write).
     opened: bool,
     /// Whether the stream is in the session's flush list.
@@ -53,11 +56,13 @@ pub struct OutStream {
 
 impl OutStream {
     pub fn new(class: Class, opened: bool) -> Self {
+        let (urgency, incremental) = class.priority();
         Self {
             chunks: VecDeque::new(),
             queued: 0,
             fin: false,
-            class,
+            urgency,
+            incremental,
             opened,
             dirty: false,
         }
@@ -128,11 +133,23 @@ impl OutStream {
         Flushed::Idle
     }
 
+    /// Sets the stream's urgency, in quiche at once if it knows the stream.
+    pub fn set_urgency(&mut self, conn: &mut Conn, id: u64, urgency: u8) {
+        self.urgency = urgency;
+        if self.opened {
+            let _ = conn.stream_priority(id, urgency, self.incremental);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn urgency(&self) -> u8 {
+        self.urgency
+    }
+
     fn mark_opened(&mut self, conn: &mut Conn, id: u64) {
         if !self.opened {
             self.opened = true;
-            let (urgency, incremental) = self.class.urgency();
-            let _ = conn.stream_priority(id, urgency, incremental);
+            let _ = conn.stream_priority(id, self.urgency, self.incremental);
         }
     }
 }

@@ -160,6 +160,7 @@ impl Session {
         out.push(buf.freeze());
         self.send.insert(id, out);
         self.mark_dirty(id);
+        self.rank_groups(stream);
         Some(id)
     }
 

@@ -1,0 +1,214 @@
+//! The relay's TOML configuration file (`moqring relay --config FILE`): the settings of the
+//! command line flags, which override it. Parsing and checking only: defaults are the
+//! flags' own, applied by the command line.
+//!
+//! ```toml
+//! bind = "0.0.0.0:4443"
+//! max_queued_bytes = 8388608
+//! cores = "0-3,6"
+//! steering = true
+//!
+//! [cache]
+//! bytes = 4194304
+//! age_ms = 10000
+//!
+//! [[cache.rule]]
+//! broadcast = "live/*"
+//! track = "video"
+//! bytes = 16777216
+//! age_ms = 2000
+//!
+//! [[eager]]
+//! broadcast = "live/*"
+//! tracks = ["video", "audio"]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::relay::{CacheRule, EagerRule};
+use crate::wire::Version;
+
+/// The relay's settings as a file holds them; `None` where the file says nothing.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RelayFile {
+    pub bind: Option<SocketAddr>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// ALPNs to accept, e.g. `["moq-lite-05"]`.
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    pub max_frame_size: Option<usize>,
+    pub max_queued_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub idle_timeout_ms: Option<u64>,
+    /// Cores to run one shard on each, as `--cores` takes them (`"0-3,6"`).
+    pub cores: Option<String>,
+    /// Number of shards (`--threads`).
+    pub threads: Option<usize>,
+    /// `false`: do not pin shards (`--no-pin`).
+    pub pin: Option<bool>,
+    /// `false`: do not attach the steering program (`--no-steering`).
+    pub steering: Option<bool>,
+    #[serde(default)]
+    pub cache: CacheSection,
+    #[serde(default)]
+    pub eager: Vec<EagerEntry>,
+}
+
+/// `[cache]`: the global budgets and the per-pattern rules (first match wins).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    pub bytes: Option<usize>,
+    pub age_ms: Option<u64>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<CacheRuleEntry>,
+}
+
+/// `[[cache.rule]]`: budgets for the tracks of matching broadcasts.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRuleEntry {
+    /// A path, or a prefix ending in `*`.
+    pub broadcast: String,
+    /// Only this track of the matching broadcasts (default: every track).
+    pub track: Option<String>,
+    pub bytes: Option<usize>,
+    pub age_ms: Option<u64>,
+}
+
+/// `[[eager]]`: tracks subscribed upstream as soon as a matching broadcast is announced.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EagerEntry {
+    pub broadcast: String,
+    pub tracks: Vec<String>,
+}
+
+impl RelayFile {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        file.versions()?;
+        file.cores()?;
+        if file.cores.is_some() && file.threads.is_some() {
+            return Err("cores and threads exclude each other".into());
+        }
+        file.cache_rules()?;
+        file.eager_rules()?;
+        Ok(file)
+    }
+
+    /// The cores `cores` lists, if it does.
+    pub fn cores(&self) -> Result<Option<Vec<usize>>, String> {
+        self.cores
+            .as_deref()
+            .map(crate::shard::parse_cores)
+            .transpose()
+    }
+
+    /// The versions `alpn` names (empty: the file does not choose).
+    pub fn versions(&self) -> Result<Vec<Version>, String> {
+        self.alpn
+            .iter()
+            .map(|a| Version::from_alpn(a.as_bytes()).ok_or_else(|| format!("unknown alpn {a:?}")))
+            .collect()
+    }
+
+    pub fn cache_rules(&self) -> Result<Vec<CacheRule>, String> {
+        self.cache
+            .rules
+            .iter()
+            .map(|r| {
+                if r.broadcast.is_empty() || (r.bytes.is_none() && r.age_ms.is_none()) {
+                    return Err(format!(
+                        "cache rule {:?}: needs a broadcast and bytes or age_ms",
+                        r.broadcast
+                    ));
+                }
+                Ok(CacheRule {
+                    pattern: r.broadcast.clone(),
+                    track: r.track.clone(),
+                    bytes: r.bytes,
+                    age: r.age_ms.map(Duration::from_millis),
+                })
+            })
+            .collect()
+    }
+
+    pub fn eager_rules(&self) -> Result<Vec<EagerRule>, String> {
+        self.eager
+            .iter()
+            .map(|e| {
+                if e.broadcast.is_empty() || e.tracks.is_empty() {
+                    return Err(format!(
+                        "eager rule {:?}: needs a broadcast and tracks",
+                        e.broadcast
+                    ));
+                }
+                Ok(EagerRule {
+                    pattern: e.broadcast.clone(),
+                    tracks: e.tracks.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file = RelayFile::parse(&example).unwrap();
+        assert_eq!(file.bind, Some("0.0.0.0:4443".parse().unwrap()));
+        assert_eq!(file.max_queued_bytes, Some(8 << 20));
+        assert_eq!(file.cores().unwrap(), Some(vec![0, 1, 2, 3, 6]));
+        assert_eq!(file.steering, Some(true));
+        assert_eq!(file.cache.bytes, Some(4 << 20));
+        assert_eq!(
+            file.cache_rules().unwrap(),
+            vec!["live/*:video=bytes=16777216,age=2000".parse().unwrap()]
+        );
+        assert_eq!(
+            file.eager_rules().unwrap(),
+            vec!["live/*=video,audio".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn mistakes_are_refused() {
+        for bad in [
+            "bnd = \"0.0.0.0:1\"",
+            "alpn = [\"moq-lite-99\"]",
+            "[[cache.rule]]\nbroadcast = \"x\"",
+            "[[eager]]\nbroadcast = \"x\"\ntracks = []",
+            "max_queued_bytes = -1",
+            "cores = \"3-1\"",
+            "cores = \"0\"\nthreads = 2",
+        ] {
+            assert!(RelayFile::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(RelayFile::parse("").unwrap(), RelayFile::default());
+    }
+}

@@ -1,0 +1,174 @@
+//! Scheduling of the group streams we serve: which goes first, and which is too late.
+//!
+//! Priorities follow moq-net 0.2.13 (`lite/priority.rs`): a higher subscriber priority
+//! first, then the newest group first (unless the subscriber asked for `ordered`
+//! delivery). quiche sends the lowest urgency first and, within one urgency, the lowest
+//! stream id first, so every group of a subscription is re-ranked when a newer one opens.
+//!
+//! Latency: once a newer group of its subscription opens, a group has the subscriber's
+//! max latency (or, when it asked for zero, [`DEFAULT_MAX_LATENCY`], the budget moq-net
+//! publishers keep non-latest groups for) to hand its data to QUIC. Past that, a group
+//! with data still waiting here is reset with `Old` instead of being sent late. Times come
+//! from [`Session::flush`]; nothing here reads a clock.
+
+use std::time::{Duration, Instant};
+
+use super::Session;
+use crate::wire::{ErrorCode, DEFAULT_MAX_LATENCY};
+
+/// Urgency of control streams: before every group.
+pub const CONTROL_URGENCY: u8 = 0;
+
+/// Urgency levels a subscription's groups are spread over, newest first.
+const RANKS: usize = 8;
+
+/// quiche urgency (lower is sent first) of a group stream: the subscriber's `priority`
+/// (higher first) in bands of [`RANKS`] levels, `rank` newer groups of the same
+/// subscription still in flight within the band. Never [`CONTROL_URGENCY`].
+pub fn group_urgency(priority: u8, rank: usize) -> u8 {
+    let band = usize::from(u8::MAX - priority) / RANKS;
+    let urgency = 1 + band * RANKS + rank.min(RANKS - 1);
+    u8::try_from(urgency).unwrap_or(u8::MAX)
+}
+
+/// The subscriber's preferences that shape its groups' delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub priority: u8,
+    pub ordered: bool,
+    /// How long a non-latest group may still wait to be sent.
+    pub budget: Duration,
+}
+
+impl Delivery {
+    pub fn new(priority: u8, ordered: bool, max_latency: Duration) -> Self {
+        let budget = if max_latency.is_zero() {
+            DEFAULT_MAX_LATENCY
+        } else {
+            max_latency
+        };
+        Self {
+            priority,
+            ordered,
+            budget,
+        }
+    }
+}
+
+/// A group superseded by a newer one of its subscription.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Superseded {
+    group: u64,
+    budget: Duration,
+    /// Its deadline, set at the first flush after it was superseded.
+    due: Option<Instant>,
+}
+
+impl Session {
+    /// Re-ranks the group streams of served subscription `stream`, oldest first in its
+    /// list, after `newest` joined it; the others start their latency budget.
+    pub(super) fn rank_groups(&mut self, stream: u64) {
+        let Some(served) = self.served.get_mut(&stream) else {
+            return;
+        };
+        let (send, conn) = (&mut self.send, &mut self.conn);
+        served
+            .groups
+            .retain(|g| send.contains_key(g) || conn.stream_capacity(*g).is_ok());
+        let count = served.groups.len();
+        let delivery = served.delivery;
+        for (i, &group) in served.groups.iter().enumerate() {
+            let rank = if delivery.ordered { 0 } else { count - 1 - i };
+            let urgency = group_urgency(delivery.priority, rank);
+            match send.get_mut(&group) {
+                Some(out) => out.set_urgency(conn, group, urgency),
+                // Everything is in quiche already; it may still be unsent.
+                None => {
+                    let _ = conn.stream_priority(group, urgency, false);
+                }
+            }
+            let newest = i + 1 == count;
+            if !newest && !self.superseded.iter().any(|s| s.group == group) {
+                self.superseded.push(Superseded {
+                    group,
+                    budget: delivery.budget,
+                    due: None,
+                });
+            }
+        }
+    }
+
+    /// Starts the budgets of newly superseded groups and resets those past it that still
+    /// have data waiting here. Returns how many were reset.
+    pub(super) fn expire_late_groups(&mut self, now: Instant) -> usize {
+        let mut late = 0;
+        let mut i = 0;
+        while i < self.superseded.len() {
+            let s = &mut self.superseded[i];
+            let Some(out) = self.send.get(&s.group) else {
+                // Finished and handed to QUIC, or reset: nothing can be late.
+                self.superseded.swap_remove(i);
+                continue;
+            };
+            let due = *s.due.get_or_insert(now + s.budget);
+            if due <= now && out.queued() > 0 {
+                let group = s.group;
+                self.superseded.swap_remove(i);
+                tracing::debug!(group, "group past its latency budget: reset");
+                self.reset_group(group, ErrorCode::Old.code());
+                late += 1;
+                continue;
+            }
+            i += 1;
+        }
+        late
+    }
+
+    /// The next latency deadline still ahead of the last flush.
+    pub(super) fn next_latency_deadline(&self) -> Option<Instant> {
+        self.superseded
+            .iter()
+            .filter_map(|s| s.due)
+            .filter(|due| self.flushed_at.is_none_or(|at| *due > at))
+            .min()
+    }
+
+    /// New preferences for served subscription `stream` (SUBSCRIBE_UPDATE).
+    pub(super) fn update_delivery(&mut self, stream: u64, delivery: Delivery) {
+        if let Some(served) = self.served.get_mut(&stream) {
+            served.delivery = delivery;
+            self.rank_groups(stream);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urgency_orders_priority_then_recency() {
+        // Control first, then priority, then the newest group.
+        assert!(group_urgency(255, 0) > CONTROL_URGENCY);
+        assert!(group_urgency(255, 7) < group_urgency(200, 0));
+        assert!(group_urgency(10, 0) < group_urgency(10, 1));
+        assert!(group_urgency(16, 99) < group_urgency(8, 0));
+        // Priorities within one band differ only by recency.
+        assert_eq!(group_urgency(7, 0), group_urgency(0, 0));
+        assert_eq!(group_urgency(0, 7), u8::MAX);
+        assert_eq!(group_urgency(0, 1000), u8::MAX);
+        assert_eq!(group_urgency(255, 0), 1);
+    }
+
+    #[test]
+    fn zero_max_latency_means_the_default_budget() {
+        assert_eq!(
+            Delivery::new(0, false, Duration::ZERO).budget,
+            DEFAULT_MAX_LATENCY
+        );
+        assert_eq!(
+            Delivery::new(0, false, Duration::from_millis(300)).budget,
+            Duration::from_millis(300)
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! Two sessions, a client and a server, over quiche connections exchanging datagrams in
+//! memory: no sockets, and a clock the test moves.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::schedule::group_urgency;
+use super::zc::BytesFactory;
+use super::{Event, Frame, Session, SessionConfig};
+use crate::net::quic;
+use crate::wire::{ErrorCode, Subscribe, Version};
+
+struct Pair {
+    client: Session,
+    server: Session,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+    now: Instant,
+    _identity: crate::tls::Identity,
+}
+
+const CLIENT: &str = "10.0.0.2:5000";
+const SERVER: &str = "10.0.0.1:4443";
+
+impl Pair {
+    fn new(version: Version) -> Self {
+        let identity = crate::tls::self_signed().expect("certificate");
+        let mut server_config = quic::server_config(
+            &identity.cert.to_string_lossy(),
+            &identity.key.to_string_lossy(),
+            &[version],
+            30_000,
+        )
+        .unwrap();
+        let mut client_config = quic::client_config(&[version], false).unwrap();
+        let (client_addr, server_addr): (SocketAddr, SocketAddr) =
+            (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        let cid = quiche::ConnectionId::from_ref(&[1; quiche::MAX_CONN_ID_LEN]);
+        let client = quiche::connect_with_buffer_factory::<BytesFactory>(
+            Some("localhost"),
+            &cid,
+            client_addr,
+            server_addr,
+            &mut client_config,
+        )
+        .unwrap();
+        let sid = quiche::ConnectionId::from_ref(&[2; quiche::MAX_CONN_ID_LEN]);
+        let server = quiche::accept_with_buf_factory::<BytesFactory>(
+            &sid,
+            None,
+            server_addr,
+            client_addr,
+            &mut server_config,
+        )
+        .unwrap();
+        let client_session = SessionConfig {
+            path: Some("/anon".into()),
+            ..SessionConfig::default()
+        };
+        let mut pair = Self {
+            client: Session::new(client, client_session),
+            server: Session::new(server, SessionConfig::default()),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            now: Instant::now(),
+            _identity: identity,
+        };
+        pair.pump();
+        pair
+    }
+
+    /// Flushes both sides and moves datagrams until nothing moves.
+    fn pump(&mut self) {
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..10_000 {
+            let moved = carry(
+                &mut self.client,
+                &mut self.server,
+                CLIENT,
+                SERVER,
+                self.now,
+                &mut buf,
+            ) | carry(
+                &mut self.server,
+                &mut self.client,
+                SERVER,
+                CLIENT,
+                self.now,
+                &mut buf,
+            );
+            self.client.process();
+            self.client.drain_events(&mut self.client_events);
+            self.server.process();
+            self.server.drain_events(&mut self.server_events);
+            if !moved {
+                return;
+            }
+        }
+        panic!("the pair never settled");
+    }
+}
+
+/// Flushes `from` and moves its datagrams to `to`; whether any moved.
+fn carry(
+    from: &mut Session,
+    to: &mut Session,
+    from_addr: &str,
+    to_addr: &str,
+    now: Instant,
+    buf: &mut [u8],
+) -> bool {
+    from.flush(now);
+    let info = quiche::RecvInfo {
+        from: from_addr.parse().unwrap(),
+        to: to_addr.parse().unwrap(),
+    };
+    let mut moved = false;
+    while let Ok((n, _)) = from.conn_mut().send(buf) {
+        moved = true;
+        let _ = to.conn_mut().recv(&mut buf[..n], info);
+    }
+    moved
+}
+
+impl Pair {
+    /// The client subscribes with `priority`, `ordered` and `max_latency`; returns the
+    /// server's subscribe stream.
+    fn subscribe(&mut self, priority: u8, ordered: bool, max_latency: Duration) -> u64 {
+        let request = Subscribe {
+            id: 0,
+            broadcast: "anon/x".into(),
+            track: "t".into(),
+            priority,
+            ordered,
+            max_latency,
+            start_group: None,
+            end_group: None,
+        };
+        self.client.subscribe(&request, 0).unwrap();
+        self.pump();
+        self.server_events
+            .iter()
+            .find_map(|e| match e {
+                Event::Subscribe { stream, .. } => Some(*stream),
+                _ => None,
+            })
+            .expect("the server saw the subscription")
+    }
+
+    /// Urgencies the server gave its group streams, in opening order.
+    fn urgencies(&self, groups: &[u64]) -> Vec<u8> {
+        groups
+            .iter()
+            .map(|g| self.server.send.get(g).expect("group queued").urgency())
+            .collect()
+    }
+}
+
+#[test]
+fn newer_groups_and_higher_priorities_go_first() {
+    let mut pair = Pair::new(Version::Lite05);
+    let low = pair.subscribe(10, false, Duration::ZERO);
+    pair.server_events.clear();
+    let high = pair.subscribe(200, false, Duration::ZERO);
+    let low_groups: Vec<u64> = (0..3)
+        .map(|seq| pair.server.open_group(low, seq).unwrap())
+        .collect();
+    // Each newer group outranks the older ones of its subscription.
+    assert_eq!(
+        pair.urgencies(&low_groups),
+        vec![
+            group_urgency(10, 2),
+            group_urgency(10, 1),
+            group_urgency(10, 0)
+        ]
+    );
+    // A higher priority subscription's oldest group outranks them all.
+    let high_groups: Vec<u64> = (0..2)
+        .map(|seq| pair.server.open_group(high, seq).unwrap())
+        .collect();
+    let high_urgencies = pair.urgencies(&high_groups);
+    assert!(
+        high_urgencies[0] < group_urgency(10, 0),
+        "{high_urgencies:?}"
+    );
+    assert!(high_urgencies[1] < high_urgencies[0]);
+
+    // SUBSCRIBE_UPDATE lowers the second subscription below the first.
+    let update = crate::wire::SubscribeUpdate {
+        priority: 1,
+        ordered: false,
+        max_latency: Duration::ZERO,
+        start_group: None,
+        end_group: None,
+    };
+    let mut buf = Vec::new();
+    crate::wire::Message::encode(&update, &mut buf, Version::Lite05);
+    // The subscribe stream has the same id on both sides.
+    pair.client.write(high, Bytes::from(buf));
+    pair.pump();
+    assert_eq!(
+        pair.urgencies(&high_groups),
+        vec![group_urgency(1, 1), group_urgency(1, 0)]
+    );
+}
+
+#[test]
+fn ordered_subscriptions_keep_sequence_order() {
+    let mut pair = Pair::new(Version::Lite04);
+    let stream = pair.subscribe(0, true, Duration::ZERO);
+    let groups: Vec<u64> = (0..3)
+        .map(|seq| pair.server.open_group(stream, seq).unwrap())
+        .collect();
+    // One urgency: quiche sends the lower (older) stream id first.
+    assert_eq!(pair.urgencies(&groups), vec![group_urgency(0, 0); 3]);
+}
+
+#[test]
+fn a_superseded_group_still_queued_past_the_budget_is_reset_with_old() {
+    let mut pair = Pair::new(Version::Lite05);
+    let stream = pair.subscribe(0, false, Duration::from_millis(100));
+    let old = pair.server.open_group(stream, 0).unwrap();
+    // The client learns which group the stream carries.
+    let small = Frame::new(Bytes::from_static(b"first"), 0, 0);
+    pair.server.send_frame(old, &small);
+    pair.pump();
+    // More than QUIC takes at once: most of it stays queued in the session.
+    let big = Frame::new(Bytes::from(vec![7u8; 8 << 20]), 0, 0);
+    pair.server.send_frame(old, &big);
+    let new = pair.server.open_group(stream, 1).unwrap();
+    pair.server.send_frame(new, &small);
+    pair.server.finish_group(new);
+    let start = pair.now;
+    pair.server.flush(start);
+    assert_eq!(
+        pair.server
+            .next_timeout()
+            .map(|t| t <= start + Duration::from_millis(100)),
+        Some(true),
+        "the budget's end is a timer"
+    );
+    // Within the budget nothing is cut.
+    pair.server.flush(start + Duration::from_millis(50));
+    assert!(pair.server.send.contains_key(&old));
+    assert_eq!(pair.server.late_groups(), 0);
+    // Past it, the old group, still queued, is reset; the newer one is untouched.
+    pair.server.flush(start + Duration::from_millis(101));
+    assert_eq!(pair.server.late_groups(), 1);
+    assert!(!pair.server.send.contains_key(&old));
+    pair.now = start + Duration::from_millis(101);
+    pair.pump();
+    let client_resets: Vec<(u64, Option<u64>)> = pair
+        .client_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GroupEnd {
+                sequence, error, ..
+            } => Some((*sequence, *error)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        client_resets.contains(&(0, Some(ErrorCode::Old.code()))),
+        "{client_resets:?}"
+    );
+    assert!(client_resets.contains(&(1, None)), "{client_resets:?}");
+}
