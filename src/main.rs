@@ -362,6 +362,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             origin,
             path: None,
             max_frame_size: args.max_frame_size,
+            max_queued_bytes: args.max_queued_bytes,
         },
         max_connections: args.max_connections,
     };

@@ -122,6 +122,9 @@ pub struct SessionConfig {
     pub path: Option<String>,
     /// Largest frame payload accepted from the peer.
     pub max_frame_size: usize,
+    /// Bytes of group data this session may hold for its peer beyond what QUIC accepted;
+    /// past it, the oldest group streams are reset with `Lagged` (finished ones too).
+    pub max_queued_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -130,6 +133,7 @@ impl Default for SessionConfig {
             origin: 1,
             path: None,
             max_frame_size: 16 << 20,
+            max_queued_bytes: 16 << 20,
         }
     }
 }
@@ -209,6 +213,8 @@ pub struct Session {
     flushed_at: Option<Instant>,
     /// Groups reset for missing their latency budget.
     late_groups: u64,
+    /// Groups reset because too much was queued for a peer that could not keep up.
+    lagged_groups: u64,
 }
 
 impl Session {
@@ -241,6 +247,7 @@ impl Session {
             superseded: Vec::new(),
             flushed_at: None,
             late_groups: 0,
+            lagged_groups: 0,
         }
     }
 
@@ -269,6 +276,11 @@ impl Session {
     /// Groups reset so far because they missed their subscriber's latency budget.
     pub fn late_groups(&self) -> u64 {
         self.late_groups
+    }
+
+    /// Groups reset so far because the peer fell too far behind (`max_queued_bytes`).
+    pub fn lagged_groups(&self) -> u64 {
+        self.lagged_groups
     }
 
     /// Moves the events produced so far into `out`.
@@ -397,6 +409,9 @@ impl Session {
         self.flushing.clear();
         if !self.superseded.is_empty() {
             self.late_groups += self.expire_late_groups(now) as u64;
+        }
+        if self.queued > self.config.max_queued_bytes {
+            self.lagged_groups += self.shed_oldest_groups() as u64;
         }
         self.flushed_at = Some(now);
     }

@@ -124,6 +124,30 @@ impl Session {
         late
     }
 
+    /// Resets the oldest group streams with data still queued here, finished or not,
+    /// until the session holds at most `max_queued_bytes`. Returns how many were reset.
+    pub(super) fn shed_oldest_groups(&mut self) -> usize {
+        let send = &self.send;
+        let mut queued: Vec<u64> = self
+            .served
+            .values()
+            .flat_map(|s| s.groups.iter().copied())
+            .filter(|g| send.get(g).is_some_and(|out| out.queued() > 0))
+            .collect();
+        // Stream ids grow with each group opened: the lowest is the oldest.
+        queued.sort_unstable();
+        let mut shed = 0;
+        for group in queued {
+            if self.queued <= self.config.max_queued_bytes {
+                break;
+            }
+            tracing::debug!(group, "peer too far behind: group reset");
+            self.reset_group(group, ErrorCode::Lagged.code());
+            shed += 1;
+        }
+        shed
+    }
+
     /// The next latency deadline still ahead of the last flush.
     pub(super) fn next_latency_deadline(&self) -> Option<Instant> {
         self.superseded

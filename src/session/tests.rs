@@ -267,3 +267,58 @@ fn a_superseded_group_still_queued_past_the_budget_is_reset_with_old() {
     );
     assert!(client_resets.contains(&(1, None)), "{client_resets:?}");
 }
+
+#[test]
+fn a_peer_too_far_behind_loses_its_oldest_groups_finished_or_not() {
+    let mut pair = Pair::new(Version::Lite05);
+    pair.server.config.max_queued_bytes = 1 << 20;
+    let stream = pair.subscribe(0, true, Duration::from_secs(60));
+    // Three groups of 4 MiB each, the first two finished: far more than QUIC's windows
+    // take and the session may hold, with the peer reading nothing meanwhile.
+    let small = Frame::new(Bytes::from_static(b"first"), 0, 0);
+    let groups: Vec<u64> = (0..3)
+        .map(|seq| {
+            let g = pair.server.open_group(stream, seq).unwrap();
+            pair.server.send_frame(g, &small);
+            g
+        })
+        .collect();
+    // The client learns which group each stream carries.
+    pair.pump();
+    let big = Frame::new(Bytes::from(vec![3u8; 4 << 20]), 0, 0);
+    for (i, &g) in groups.iter().enumerate() {
+        pair.server.send_frame(g, &big);
+        pair.server.send_frame(g, &big);
+        if i < 2 {
+            pair.server.finish_group(g);
+        }
+    }
+    pair.server.flush(pair.now);
+    assert!(
+        pair.server.queued_bytes() <= 1 << 20,
+        "{} bytes still queued",
+        pair.server.queued_bytes()
+    );
+    // The oldest go first, finished or not; the newest keeps what fits.
+    assert!(
+        pair.server.lagged_groups() >= 2,
+        "{}",
+        pair.server.lagged_groups()
+    );
+    assert!(!pair.server.send.contains_key(&groups[0]));
+    assert!(!pair.server.send.contains_key(&groups[1]));
+    pair.pump();
+    let lagged: Vec<u64> = pair
+        .client_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GroupEnd {
+                sequence,
+                error: Some(code),
+                ..
+            } if *code == ErrorCode::Lagged.code() => Some(*sequence),
+            _ => None,
+        })
+        .collect();
+    assert!(lagged.contains(&0) && lagged.contains(&1), "{lagged:?}");
+}
