@@ -46,13 +46,13 @@ BENCH_THREADS=${BENCH_THREADS:-1}
 RELAY_CPUS=${RELAY_CPUS:-}
 BENCH_CPUS=${BENCH_CPUS:-}
 if [[ $quick == 1 ]]; then
-    DURATION=${DURATION:-3}; WARMUP=${WARMUP:-1}; DRAIN=0.5
+    DURATION=${DURATION:-3}; WARMUP=${WARMUP:-1}; DRAIN=2
     fanout_sizes="100 300"
     tput_ladder_1="400"; tput_ladder_10="40"
     tracks_publishers=20
     connect_rate=1000
 else
-    DURATION=${DURATION:-20}; WARMUP=${WARMUP:-3}; DRAIN=1
+    DURATION=${DURATION:-20}; WARMUP=${WARMUP:-3}; DRAIN=5
     fanout_sizes="100 300 1000"
     # Offered Mbit/s of the one publisher, doubling until the relay stops holding it.
     tput_ladder_1="250 500 1000 2000 4000 8000"

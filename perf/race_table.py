@@ -104,6 +104,8 @@ def latency(r):
 
 def load_rows(title, reports, scenarios, meta, out):
     """Fan-out style table: CPU per Gbit, RSS per subscriber, delivery, latency."""
+    if not any(reports.get((scenario, relay)) for scenario, _ in scenarios for relay in RELAYS):
+        return {}
     out.append(f"### {title}\n")
     out.append(
         "| load | relay | relay CPU | CPU s per Gbit | peak RSS | RSS per sub | "

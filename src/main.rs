@@ -149,8 +149,9 @@ struct BenchArgs {
     /// Time between every subscriber receiving and the measured window.
     #[arg(long, default_value = "2s", value_parser = bench::parse_duration)]
     warmup: std::time::Duration,
-    /// Time after the window in which publishers are stopped and late frames still arrive.
-    #[arg(long, default_value = "1s", value_parser = bench::parse_duration)]
+    /// Longest wait after the window (publishers stopped) for frames in flight; it ends
+    /// earlier once no frame has arrived for 300 ms.
+    #[arg(long, default_value = "5s", value_parser = bench::parse_duration)]
     drain: std::time::Duration,
     /// Longest wait for every subscriber to receive before the run goes on without them.
     #[arg(long, default_value = "30s", value_parser = bench::parse_duration)]

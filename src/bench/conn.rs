@@ -371,6 +371,7 @@ impl Subscriber {
         if self.tracker.received() == 0 {
             self.ctx.counters.receiving.fetch_add(1, Relaxed);
         }
+        self.ctx.counters.seen.fetch_add(1, Relaxed);
         self.tracker.record(stamp.index);
         if self.ctx.shared.phase() == Phase::Measure {
             let latency = stamp.latency_us(self.ctx.now_ns.get());

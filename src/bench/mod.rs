@@ -28,6 +28,9 @@ use crate::session::path;
 pub use report::{RelayUsage, Report};
 use stats::{Counters, Snapshot, Totals};
 
+/// The drain ends once no frame has arrived for this long.
+const QUIET: Duration = Duration::from_millis(300);
+
 /// How a run is shaped.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -43,7 +46,8 @@ pub struct BenchConfig {
     pub group_frames: u64,
     pub warmup: Duration,
     pub duration: Duration,
-    /// After the window: publishers stop, frames still arriving are counted.
+    /// After the window publishers stop; frames in flight may arrive (and are not lost)
+    /// until none has for [`QUIET`], for at most this long.
     pub drain: Duration,
     /// How long setup may take before the run goes on without the missing subscribers.
     pub setup_timeout: Duration,
@@ -327,9 +331,18 @@ fn orchestrate(
     let cpu_after = config.relay_pid.map(cpu).transpose()?;
     let own_after = sys::cpu_seconds(std::process::id()).ok();
     let bench_cpu_s = own_before.zip(own_after).map(|(b, a)| a - b);
-    sleep_ticking(config.drain, || {
-        tick("draining");
-    });
+    let drain_end = Instant::now() + config.drain;
+    let mut seen = Snapshot::take(counters).seen;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < drain_end && quiet_since.elapsed() < QUIET {
+        std::thread::sleep(QUIET / 3);
+        let now = Snapshot::take(counters).seen;
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
+    tick("drained");
     let relay = match (config.relay_pid, cpu_before, cpu_after) {
         (Some(pid), Some(before), Some(after)) => Some(RelayUsage {
             pid,

@@ -317,6 +317,7 @@ mod tests {
             bytes: 4_500_000,
             latency_sum_us: 900_000,
             latency_max_us: 5000,
+            seen: 900,
             receiving: 30,
             failed: 0,
         };

@@ -116,6 +116,8 @@ pub struct Counters {
     /// each progress read.
     pub latency_sum_us: AtomicU64,
     pub latency_max_us: AtomicU64,
+    /// Frames received in any phase (the drain waits for these to stop).
+    pub seen: AtomicU64,
     /// Subscribers that have received at least one frame.
     pub receiving: AtomicU64,
     /// Connections that closed before the end of the run.
@@ -138,6 +140,7 @@ pub struct Snapshot {
     pub bytes: u64,
     pub latency_sum_us: u64,
     pub latency_max_us: u64,
+    pub seen: u64,
     pub receiving: u64,
     pub failed: u64,
 }
@@ -151,6 +154,7 @@ impl Snapshot {
             s.bytes += c.bytes.load(Relaxed);
             s.latency_sum_us += c.latency_sum_us.load(Relaxed);
             s.latency_max_us = s.latency_max_us.max(c.latency_max_us.swap(0, Relaxed));
+            s.seen += c.seen.load(Relaxed);
             s.receiving += c.receiving.load(Relaxed);
             s.failed += c.failed.load(Relaxed);
         }
