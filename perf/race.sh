@@ -15,7 +15,8 @@
 #   RELAYS                which relays race (default "moqring moq-relay moq-relay-io-uring")
 #   SCENARIOS             which scenarios run (default: all of fanout throughput tracks chat)
 #   RELAY_CPUS BENCH_CPUS CPU lists for taskset (default: no pinning; both share all cores)
-#   BENCH_THREADS         load generator threads (default 1)
+#   BENCH_THREADS         load generator threads (default 2: one thread serving hundreds of
+#                         subscribers adds its own queueing to the measured latency)
 #   DURATION WARMUP       measured window and warmup, seconds (default 20 and 3; quick 3 and 1)
 #
 # Each run starts a fresh relay, so its peak RSS is that scenario's. Relay CPU is
@@ -32,7 +33,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
         --no-append) append=0 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -42,7 +43,7 @@ MOQRING_ARGS=${MOQRING_ARGS:-}
 MOQ_RELAY_FAST_ARGS=${MOQ_RELAY_FAST_ARGS:---runtime-workers 2 --runtime-io-uring}
 RELAYS=${RELAYS:-moqring moq-relay moq-relay-io-uring}
 SCENARIOS=${SCENARIOS:-fanout throughput tracks chat}
-BENCH_THREADS=${BENCH_THREADS:-1}
+BENCH_THREADS=${BENCH_THREADS:-2}
 RELAY_CPUS=${RELAY_CPUS:-}
 BENCH_CPUS=${BENCH_CPUS:-}
 if [[ $quick == 1 ]]; then
@@ -145,7 +146,7 @@ run_one() {
         --threads "$BENCH_THREADS" --warmup "${WARMUP}s" --duration "${DURATION}s"
         --drain "${DRAIN}s" --connect-rate "$connect_rate" "$@")
     echo "${bench[*]}" > "$run_dir/$name.cmd"
-    echo "$cmd" >> "$run_dir/$name.cmd"
+    echo "$(pin "$RELAY_CPUS") $cmd" >> "$run_dir/$name.cmd"
     local ok=0
     "${bench[@]}" > "$run_dir/$name.json" 2> "$run_dir/$name.bench.log" || ok=$?
     kill "$relay_pid" 2> /dev/null || true
