@@ -33,7 +33,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
         --no-append) append=0 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
