@@ -2,8 +2,10 @@
 //!
 //! `wire`, `session` and `relay` are sans-IO: bytes, events and calls in, bytes and calls
 //! out. `net` and `shard` own sockets, runtimes and threads; `client` holds the `pub` and
-//! `sub` commands. See DESIGN.md in the shared folder for the architecture.
+//! `sub` commands, `bench` the load generator. See DESIGN.md in the shared folder for the
+//! architecture.
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod net;

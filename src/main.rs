@@ -1,4 +1,4 @@
-//! The `moqring` command line: `relay`, `pub` and `sub`.
+//! The `moqring` command line: `relay`, `pub`, `sub` and `bench`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use url::Url;
 
+use moqring::bench::{self, BenchConfig};
 use moqring::client::{
     self, Connect, PublishOptions, Publisher, SubscribeOptions, Subscriber, Verify,
 };
@@ -37,6 +38,8 @@ enum Command {
     Pub(PubArgs),
     /// Subscribe to one track and write its frames to standard output.
     Sub(SubArgs),
+    /// Load a relay with paced publishers and many subscribers; report delivery and latency.
+    Bench(BenchArgs),
 }
 
 #[derive(Args)]
@@ -142,6 +145,70 @@ struct SubArgs {
     start_group: Option<u64>,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Relay URL, e.g. moql://localhost:4443/anon
+    url: Url,
+    /// Publishers, each publishing broadcast `bench-I/live` (under the URL path) with one track.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Subscribers per publisher (connections in all: publishers x subscribers).
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// Frames per second of each publisher.
+    #[arg(long, default_value_t = 30.0, conflicts_with = "rate_mbit")]
+    fps: f64,
+    /// Rate of each publisher in Mbit/s of payload, instead of --fps (fps = rate / frame size).
+    #[arg(long)]
+    rate_mbit: Option<f64>,
+    /// Payload bytes per frame (at least 16: the send-time stamp).
+    #[arg(long, default_value_t = 5000)]
+    frame_size: usize,
+    /// Frames per group (each group is its own stream).
+    #[arg(long, default_value_t = 60)]
+    group_frames: u64,
+    /// Length of the measured window (e.g. 20s, 500ms, 2m).
+    #[arg(long, default_value = "20s", value_parser = bench::parse_duration)]
+    duration: std::time::Duration,
+    /// Time between every subscriber receiving and the measured window.
+    #[arg(long, default_value = "2s", value_parser = bench::parse_duration)]
+    warmup: std::time::Duration,
+    /// Longest wait after the window (publishers stopped) for frames in flight; it ends
+    /// earlier once no frame has arrived for 300 ms.
+    #[arg(long, default_value = "5s", value_parser = bench::parse_duration)]
+    drain: std::time::Duration,
+    /// Longest wait for every subscriber to receive before the run goes on without them.
+    #[arg(long, default_value = "30s", value_parser = bench::parse_duration)]
+    setup_timeout: std::time::Duration,
+    /// Bench threads (one monoio runtime each; connections dealt round-robin).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// CPUs to pin bench threads to, comma-separated (thread i on the i-th, cycling).
+    #[arg(long, value_delimiter = ',')]
+    pin: Vec<usize>,
+    /// New connections opened per second during setup.
+    #[arg(long, default_value_t = 500)]
+    connect_rate: u32,
+    /// The relay's process id: report its CPU time and peak RSS over the window.
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    /// Print the report as one JSON object on stdout (progress lines stay on stderr).
+    #[arg(long)]
+    json: bool,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+    /// moq-lite version to offer, by ALPN (repeatable; default: all supported).
+    #[arg(long = "alpn", value_parser = parse_version)]
+    versions: Vec<Version>,
+    /// Do not verify the relay's certificate.
+    #[arg(long, conflicts_with = "tls_fingerprint")]
+    tls_disable_verify: bool,
+    /// Accept the relay's certificate only if its SHA-256 fingerprint (hex) matches.
+    #[arg(long)]
+    tls_fingerprint: Option<String>,
+}
+
 fn parse_version(s: &str) -> Result<Version, String> {
     Version::ALL
         .into_iter()
@@ -202,6 +269,10 @@ fn main() -> ExitCode {
             let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
             client::run(connect(args.client), Subscriber::new(options, out))
                 .map_err(|e| e.to_string())
+        }
+        Command::Bench(args) => {
+            init_logging("warn");
+            run_bench(args)
         }
     };
     match result {
@@ -305,6 +376,48 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
     }
     args.cache.extend(file.cache_rules()?);
     args.eager.extend(file.eager_rules()?);
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> Result<(), String> {
+    let verify = if args.tls_disable_verify {
+        Verify::Disabled
+    } else if let Some(fp) = args.tls_fingerprint {
+        Verify::Fingerprint(fp)
+    } else {
+        Verify::Roots
+    };
+    let fps = match args.rate_mbit {
+        Some(rate) => rate * 1e6 / 8.0 / args.frame_size.max(1) as f64,
+        None => args.fps,
+    };
+    let config = BenchConfig {
+        connect: Connect {
+            url: args.url,
+            versions: versions_or_all(args.versions),
+            verify,
+        },
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        fps,
+        frame_size: args.frame_size,
+        group_frames: args.group_frames,
+        warmup: args.warmup,
+        duration: args.duration,
+        drain: args.drain,
+        setup_timeout: args.setup_timeout,
+        threads: args.threads,
+        pin: args.pin,
+        connect_rate: args.connect_rate,
+        relay_pid: args.relay_pid,
+        progress: !args.quiet,
+    };
+    let report = bench::run(config).map_err(|e| e.to_string())?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
     Ok(())
 }
 

@@ -74,7 +74,8 @@ pub trait App {
     }
 }
 
-fn resolve(url: &Url) -> Result<(String, SocketAddr), ClientError> {
+/// The host name (for SNI) and the address a `moql://` URL points at.
+pub(crate) fn resolve(url: &Url) -> Result<(String, SocketAddr), ClientError> {
     if !matches!(url.scheme(), "moql" | "moqt") {
         return Err(ClientError::Url(url.to_string()));
     }
@@ -116,25 +117,7 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
     let io = UdpIo::bind(local)?;
     let mut config =
         quic::client_config(&connect.versions, matches!(connect.verify, Verify::Roots))?;
-    let rng = ring::rand::SystemRandom::new();
-    let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
-    let mut origin = [0u8; 4];
-    let _ = rng.fill(&mut scid);
-    let _ = rng.fill(&mut origin);
-    let scid = quiche::ConnectionId::from_ref(&scid);
-    let conn = quiche::connect_with_buffer_factory::<BytesFactory>(
-        Some(&host),
-        &scid,
-        io.local_addr(),
-        peer,
-        &mut config,
-    )?;
-    let session_config = SessionConfig {
-        origin: u64::from(u32::from_le_bytes(origin)) | 1,
-        path: Some(connect.url.path().to_string()),
-        ..SessionConfig::default()
-    };
-    let mut session = Session::new(conn, session_config);
+    let mut session = new_session(&connect, &host, io.local_addr(), peer, &mut config)?;
     let mut buf = vec![0u8; 65536];
     let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
     let mut events = Vec::new();
@@ -179,7 +162,39 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
     }
 }
 
-fn check_certificate(session: &mut Session, verify: &Verify) -> Result<(), ClientError> {
+/// A client session to `peer` from the socket bound at `local`, its handshake not yet
+/// sent: random connection ID and origin, the URL path for the lite-05 SETUP.
+pub(crate) fn new_session(
+    connect: &Connect,
+    host: &str,
+    local: SocketAddr,
+    peer: SocketAddr,
+    config: &mut quiche::Config,
+) -> Result<Session, ClientError> {
+    let rng = ring::rand::SystemRandom::new();
+    let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
+    let mut origin = [0u8; 4];
+    let _ = rng.fill(&mut scid);
+    let _ = rng.fill(&mut origin);
+    let scid = quiche::ConnectionId::from_ref(&scid);
+    let conn = quiche::connect_with_buffer_factory::<BytesFactory>(
+        Some(host),
+        &scid,
+        local,
+        peer,
+        config,
+    )?;
+    let session_config = SessionConfig {
+        origin: u64::from(u32::from_le_bytes(origin)) | 1,
+        path: Some(connect.url.path().to_string()),
+        ..SessionConfig::default()
+    };
+    Ok(Session::new(conn, session_config))
+}
+
+/// Closes the session and fails when the relay's certificate does not match the
+/// fingerprint asked for.
+pub(crate) fn check_certificate(session: &mut Session, verify: &Verify) -> Result<(), ClientError> {
     let Verify::Fingerprint(want) = verify else {
         return Ok(());
     };
@@ -196,7 +211,8 @@ fn check_certificate(session: &mut Session, verify: &Verify) -> Result<(), Clien
     Ok(())
 }
 
-fn close_reason(session: &Session) -> String {
+/// Why the connection closed, for an error message.
+pub(crate) fn close_reason(session: &Session) -> String {
     let conn = session.conn();
     if let Some(e) = conn.peer_error() {
         return format!(
