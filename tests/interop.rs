@@ -140,7 +140,8 @@ async fn moqring_pub_to_native(relay: &Relay, version: Lite) -> Result<()> {
     let received = subscriber
         .read_track(&path, &track)
         .await
-        .map_err(|err| publisher.proc.with_log(err))?;
+        .map_err(|err| publisher.proc.with_log(err))
+        .map_err(|err| anyhow::anyhow!("{err:#}\n--- relay log tail ---\n{}", relay.log_tail()))?;
     publisher.finish().await?;
 
     received.assert_matches(&expected);

@@ -47,7 +47,8 @@ impl Relay {
         }
     }
 
-    /// Session `key` announced `broadcast`. A second publisher of the same path takes over:
+    /// Session `key` announced `broadcast`. An end of it still held is told first. A second
+    /// publisher of the same path takes over:
     /// the tracks of the first end and subscribers see the broadcast re-announced.
     pub(super) fn publish<S: Sessions>(
         &mut self,
@@ -56,6 +57,13 @@ impl Relay {
         hops: Vec<u64>,
         sessions: &mut S,
     ) {
+        if self
+            .held_unannounces
+            .iter()
+            .any(|u| u.broadcast == broadcast)
+        {
+            self.release_unannounces(|u| u.broadcast == broadcast, sessions);
+        }
         if self
             .broadcasts
             .get(&broadcast)
@@ -157,10 +165,58 @@ impl Relay {
         }
         let lingering = next.is_none();
         self.end_broadcast_tracks(broadcast, lingering, sessions);
-        self.notify(broadcast, key, &hops, false, sessions);
-        match next {
+        let change = Unannounce {
+            broadcast: broadcast.to_string(),
+            publisher: key,
+            hops,
+            next,
+            until: self.now.map(|now| now + self.config.linger),
+        };
+        if self.has_live_mirrors(broadcast) {
+            // Subscribers here read the end of a mirrored track from its owner shard,
+            // which hears of this on another path: tell of the end once they have.
+            self.held_unannounces.push(change);
+        } else {
+            self.tell_unannounce(change, sessions);
+        }
+    }
+
+    /// Tells watchers a broadcast ended (and of its next publisher, if one took over).
+    fn tell_unannounce<S: Sessions>(&mut self, change: Unannounce, sessions: &mut S) {
+        let broadcast = &change.broadcast;
+        self.notify(broadcast, change.publisher, &change.hops, false, sessions);
+        match change.next {
             Some((s, h)) => self.notify(broadcast, s, &h, true, sessions),
             None => self.depart(broadcast, sessions),
+        }
+    }
+
+    /// Whether this shard has a mirror of `broadcast`'s tracks still fed by its owner.
+    fn has_live_mirrors(&self, broadcast: &str) -> bool {
+        self.broadcasts.get(broadcast).is_some_and(|b| {
+            b.mirrors
+                .values()
+                .any(|&idx| self.tracks.get(idx).is_some_and(|t| !t.finished))
+        })
+    }
+
+    /// Tells the held ends of broadcasts that `due` selects or whose mirrors have ended.
+    pub(super) fn release_unannounces<S: Sessions>(
+        &mut self,
+        due: impl Fn(&Unannounce) -> bool,
+        sessions: &mut S,
+    ) {
+        let mut i = 0;
+        while i < self.held_unannounces.len() {
+            let held = &self.held_unannounces[i];
+            if due(held) || !self.has_live_mirrors(&held.broadcast) {
+                let change = self.held_unannounces.remove(i);
+                self.tell_unannounce(change, sessions);
+                // Telling may have released others: look again from the start.
+                i = 0;
+                continue;
+            }
+            i += 1;
         }
     }
 
@@ -212,6 +268,18 @@ impl Relay {
             }
         }
     }
+}
+
+/// The end of a broadcast's announcement by `publisher`, held until this shard's mirrors of
+/// it have ended (or `until`).
+#[derive(Debug)]
+pub(super) struct Unannounce {
+    broadcast: String,
+    publisher: SessionKey,
+    hops: Vec<u64>,
+    /// The publisher that takes over, if any.
+    next: Option<(SessionKey, Vec<u64>)>,
+    pub(super) until: Option<std::time::Instant>,
 }
 
 /// Whether an announcement of `publisher`'s broadcast goes to session `to`: never back to

@@ -207,6 +207,9 @@ pub struct Relay {
     expiring: Vec<(Instant, usize)>,
     /// FETCHes passed on to the owner shard: token -> (session, stream) to answer.
     fetches: Slab<(SessionKey, u64)>,
+    /// Ends of broadcasts not yet told to watchers: they wait for this shard's mirrors of
+    /// the broadcast, which hear of the end on another path (from the owner shard).
+    held_unannounces: Vec<announce::Unannounce>,
 }
 
 impl Relay {
@@ -230,6 +233,7 @@ impl Relay {
             departed: Vec::new(),
             expiring: Vec::new(),
             fetches: Slab::new(),
+            held_unannounces: Vec::new(),
         }
     }
 
@@ -256,6 +260,9 @@ impl Relay {
                 self.forget_broadcast(&path, sessions);
             }
         }
+        if !self.held_unannounces.is_empty() {
+            self.release_unannounces(|held| held.until.is_some_and(|t| t <= now), sessions);
+        }
         while let Some(pos) = self.expiring.iter().position(|(at, _)| *at <= now) {
             let (_, idx) = self.expiring.swap_remove(pos);
             // The slot may hold another track by now; only a finished one goes.
@@ -268,8 +275,10 @@ impl Relay {
     /// When [`Relay::tick`] next has work.
     pub fn next_timeout(&self) -> Option<Instant> {
         let departed = self.departed.iter().map(|(at, _)| *at);
+        let held = self.held_unannounces.iter().filter_map(|u| u.until);
         departed
             .chain(self.expiring.iter().map(|(at, _)| *at))
+            .chain(held)
             .min()
     }
 
@@ -493,7 +502,8 @@ impl Relay {
         let track = &mut self.tracks[idx];
         if track.finished {
             sessions.subscribe_ok(key, stream, request.priority);
-            track.serve_finished(Downstream::new(key, stream, None), sessions);
+            let sub = Downstream::new(key, stream, request.start_group).until(request.end_group);
+            track.serve_finished(sub, sessions);
             return;
         }
         if track.upstream.is_none() {
@@ -588,10 +598,19 @@ impl Relay {
         }
     }
 
+    /// Ends a track for all its subscribers (see [`Relay::end_track_only`]), then applies
+    /// the unannouncements that waited for it.
+    fn end_track<S: Sessions>(&mut self, idx: usize, error: Option<u64>, sessions: &mut S) {
+        self.end_track_only(idx, error, sessions);
+        if !self.held_unannounces.is_empty() {
+            self.release_unannounces(|_| false, sessions);
+        }
+    }
+
     /// Ends a track for all its subscribers. A clean end (`error: None`) keeps the track,
     /// finished, so later requests are answered from its cached last group; an error
     /// forgets it.
-    fn end_track<S: Sessions>(&mut self, idx: usize, error: Option<u64>, sessions: &mut S) {
+    fn end_track_only<S: Sessions>(&mut self, idx: usize, error: Option<u64>, sessions: &mut S) {
         let Some(track) = self.tracks.get_mut(idx) else {
             return;
         };

@@ -825,3 +825,64 @@ fn a_subscriber_gets_no_group_after_its_end_group() {
     let got: Vec<u64> = opened(&rec.take(), 3).iter().map(|g| g.0).collect();
     assert_eq!(got, vec![1, 2, 3], "cached 1 and 2, live 3, nothing after");
 }
+
+#[test]
+fn a_client_resuming_a_finished_track_gets_the_cached_groups_from_its_start() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.tick(std::time::Instant::now(), &mut rec);
+    let request = |start_group| Event::Subscribe {
+        stream: 10,
+        request: Subscribe {
+            start_group,
+            ..subscribe(0, "anon/demo")
+        },
+    };
+    relay.handle(2, request(Some(0)), &mut rec);
+    let token = upstream_token(&rec.take());
+    for sequence in 0..3 {
+        let stream = 3 + sequence;
+        relay.handle(
+            PUB,
+            Event::Group {
+                token,
+                stream,
+                sequence,
+            },
+            &mut rec,
+        );
+        let frame = frame(b"g");
+        relay.handle(
+            PUB,
+            Event::Frame {
+                token,
+                sequence,
+                frame,
+            },
+            &mut rec,
+        );
+        let end = Event::GroupEnd {
+            token,
+            sequence,
+            error: None,
+        };
+        relay.handle(PUB, end, &mut rec);
+    }
+    relay.handle(PUB, Event::SubscribeEnd { token, group: 3 }, &mut rec);
+    relay.handle(
+        PUB,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    rec.take();
+    // moq-net clients that read the end before their last groups ask again from there.
+    relay.handle(3, request(Some(1)), &mut rec);
+    let calls = rec.take();
+    let groups: Vec<u64> = opened(&calls, 3).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(groups, vec![1, 2], "{calls:?}");
+    assert!(calls.contains(&Call::SubscribeEnd(3, 10, 3)));
+    // Without a start group: the last group only, as for a live track.
+    relay.handle(4, request(None), &mut rec);
+    let groups: Vec<u64> = opened(&rec.take(), 4).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(groups, vec![2]);
+}

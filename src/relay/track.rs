@@ -184,20 +184,23 @@ impl Track {
             .or_else(|| self.groups.back().map(|g| g.sequence.saturating_add(1)))
     }
 
-    /// Marks the track ended cleanly, keeping only its last finished group.
+    /// Marks the track ended cleanly, keeping its finished groups (within the cache budgets).
     pub fn finish(&mut self) {
         self.finished = true;
         self.closing = false;
         self.groups.retain(|g| g.end == Some(None));
-        while self.groups.len() > 1 {
-            self.groups.pop_front();
-        }
     }
 
-    /// Answers a subscription to a finished track: its last group, then the end.
+    /// Answers a subscription to a finished track: its last group, or every cached group
+    /// from the start group it asked for (a client resuming a track whose end it read
+    /// before its last groups), then the end.
     pub fn serve_finished<S: Sessions>(&self, mut sub: Downstream, sessions: &mut S) {
-        if let Some(last) = self.groups.back() {
-            sub.open(last, None, sessions);
+        let from = match sub.start {
+            Some(start) => self.groups.partition_point(|g| g.sequence < start),
+            None => self.groups.len().saturating_sub(1),
+        };
+        for group in self.groups.range(from..) {
+            sub.open(group, None, sessions);
         }
         sub.end(None, self.final_group(), sessions);
     }

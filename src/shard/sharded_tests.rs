@@ -97,61 +97,67 @@ impl Shards {
 
     /// Moves datagrams and mail until nothing moves.
     fn pump(&mut self) {
-        let mut buf = vec![0u8; 65536];
-        let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
-        let shards = self.cores.len();
         for _ in 0..10_000 {
-            let now = Instant::now();
-            let mut moved = 0;
-            for (i, c) in self.clients.iter_mut().enumerate() {
-                c.session.flush(now);
-                while let Ok((n, _)) = c.session.conn_mut().send(&mut buf) {
-                    moved += 1;
-                    let shard = if self.steered {
-                        steer::home_shard(&buf[..n], shards)
-                    } else {
-                        i % shards
-                    };
-                    let reply = self.cores[shard].on_datagram(&mut buf[..n], c.addr, self.addr);
-                    assert!(reply.is_none(), "no version negotiation here");
-                }
-            }
-            for (shard, core) in self.cores.iter_mut().enumerate() {
-                for mail in self.mail[shard].drain(..) {
-                    moved += 1;
-                    core.on_mail(mail, |_, _| panic!("no version negotiation here"));
-                }
-            }
-            let clients = &mut self.clients;
-            let relay_addr = self.addr;
-            for core in &mut self.cores {
-                core.dispatch(now);
-                core.transmit(now, &mut out, None, |bytes, to| {
-                    moved += 1;
-                    if let Some(c) = clients.iter_mut().find(|c| c.addr == to) {
-                        let mut copy = bytes.to_vec();
-                        let info = quiche::RecvInfo {
-                            from: relay_addr,
-                            to,
-                        };
-                        let _ = c.session.conn_mut().recv(&mut copy, info);
-                    }
-                });
-                let mail = &mut self.mail;
-                core.post(|shard, m| {
-                    mail[shard].push(m);
-                    Ok(())
-                });
-            }
-            for c in &mut self.clients {
-                c.session.process();
-                c.session.drain_events(&mut c.events);
-            }
-            if moved == 0 {
+            if !self.step() {
                 return;
             }
         }
         panic!("the shards never settled");
+    }
+
+    /// One round: clients send, shards take mail, run a turn and post mail, clients read.
+    /// Returns whether anything moved.
+    fn step(&mut self) -> bool {
+        let mut buf = vec![0u8; 65536];
+        let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
+        let shards = self.cores.len();
+        let now = Instant::now();
+        let mut moved = 0;
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            c.session.flush(now);
+            while let Ok((n, _)) = c.session.conn_mut().send(&mut buf) {
+                moved += 1;
+                let shard = if self.steered {
+                    steer::home_shard(&buf[..n], shards)
+                } else {
+                    i % shards
+                };
+                let reply = self.cores[shard].on_datagram(&mut buf[..n], c.addr, self.addr);
+                assert!(reply.is_none(), "no version negotiation here");
+            }
+        }
+        for (shard, core) in self.cores.iter_mut().enumerate() {
+            for mail in self.mail[shard].drain(..) {
+                moved += 1;
+                core.on_mail(mail, |_, _| panic!("no version negotiation here"));
+            }
+        }
+        let clients = &mut self.clients;
+        let relay_addr = self.addr;
+        for core in &mut self.cores {
+            core.dispatch(now);
+            core.transmit(now, &mut out, None, |bytes, to| {
+                moved += 1;
+                if let Some(c) = clients.iter_mut().find(|c| c.addr == to) {
+                    let mut copy = bytes.to_vec();
+                    let info = quiche::RecvInfo {
+                        from: relay_addr,
+                        to,
+                    };
+                    let _ = c.session.conn_mut().recv(&mut copy, info);
+                }
+            });
+            let mail = &mut self.mail;
+            core.post(|shard, m| {
+                mail[shard].push(m);
+                Ok(())
+            });
+        }
+        for c in &mut self.clients {
+            c.session.process();
+            c.session.drain_events(&mut c.events);
+        }
+        moved > 0
     }
 }
 
@@ -203,6 +209,7 @@ fn fan_out_across_shards(shards: usize, steered: bool) -> Shards {
         world.clients[s].session.request_announces(&root);
     }
     world.pump();
+    let mut sub_streams = Vec::new();
     for &(s, shard) in &subs {
         let announced = world.clients[s]
             .events
@@ -212,7 +219,8 @@ fn fan_out_across_shards(shards: usize, steered: bool) -> Shards {
             announced,
             "subscriber {s} on shard {shard} saw the broadcast"
         );
-        world.clients[s].session.subscribe(&subscribe(&track), 0);
+        let stream = world.clients[s].session.subscribe(&subscribe(&track), 0);
+        sub_streams.push(stream.expect("subscribed"));
     }
     world.pump();
     let streams: Vec<u64> = world.clients[publisher]
@@ -265,6 +273,59 @@ fn fan_out_across_shards(shards: usize, steered: bool) -> Shards {
             .flat_map(|g| (0..FRAMES).map(move |f| payload(g, f)))
             .collect();
         assert_eq!(got, want, "subscriber {s} on shard {shard}");
+    }
+
+    // The track ends and at once the publisher leaves: every subscriber, whichever shard
+    // it is on, reads the end of its track before it hears the broadcast is gone (on a
+    // mirror shard the two news travel different paths).
+    let p = &mut world.clients[publisher].session;
+    p.subscribe_end(stream, GROUPS);
+    p.end_subscription(stream, None);
+    // The end reaches the publisher's shard, then the publisher's close follows it.
+    world.step();
+    world.clients[publisher]
+        .session
+        .close(crate::wire::ErrorCode::Cancel, "done");
+    // QUIC's acknowledgement and close timers run on the real clock.
+    let started = Instant::now();
+    let mut closed = vec![false; subs.len()];
+    let told = |world: &Shards| {
+        subs.iter().all(|&(s, _)| {
+            world.clients[s]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Announced { active: false, .. }))
+        })
+    };
+    while !told(&world) && started.elapsed() < std::time::Duration::from_secs(5) {
+        world.pump();
+        // Each subscriber closes its side once its track ended, as moq-net clients do.
+        for (i, (&(s, _), &stream)) in subs.iter().zip(&sub_streams).enumerate() {
+            let c = &mut world.clients[s];
+            let ended = c
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::SubscriptionClosed { .. }));
+            if ended && !closed[i] {
+                closed[i] = true;
+                c.session.unsubscribe(stream);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!("broadcast end told after {:?}", started.elapsed());
+    for &(s, shard) in &subs {
+        let events = &world.clients[s].events;
+        let ended = events
+            .iter()
+            .position(|e| matches!(e, Event::SubscriptionClosed { error: None, .. }));
+        let gone = events
+            .iter()
+            .position(|e| matches!(e, Event::Announced { active: false, .. }));
+        assert!(
+            matches!((ended, gone), (Some(e), Some(g)) if e < g),
+            "subscriber {s} on shard {shard}: track end at {ended:?}, broadcast end at {gone:?}"
+        );
     }
     world
 }
