@@ -646,9 +646,11 @@ const STALL_BOUND: u64 = STALL_TRACK as u64 * 5 / 2;
 
 #[tokio::test]
 async fn a_stalled_subscriber_neither_grows_the_relay_nor_delays_ten_others() -> Result<()> {
+    // The publisher writes a megabyte at a time: the queue bound must hold such a burst
+    // for subscribers that keep up.
     let mut relay = Relay::start_with(&[
         "--max-queued-bytes",
-        "1048576",
+        "4194304",
         "--cache-bytes",
         "262144",
         "--idle-timeout-ms",
