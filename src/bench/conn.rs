@@ -97,6 +97,7 @@ async fn drive<A: App>(ctx: &Ctx, app: &mut A) -> Result<(), ClientError> {
         "[::]:0".parse().expect("valid")
     };
     let io = UdpIo::bind(local)?;
+    io.enable_gro();
     let local = io.local_addr();
     let mut session = client::new_session(
         &ctx.connect,

@@ -1,26 +1,32 @@
-//! Batched receive: many datagrams per `recvmmsg(2)` call into a reused set of buffers.
+//! Batched receive: many datagrams per `recvmmsg(2)` call into a reused set of buffers,
+//! and with UDP GRO many same-size datagrams of one sender per buffer.
 //!
 //! A relay with many subscribers mostly receives small ACK packets from many peers; one
-//! syscall per datagram would dominate its receive path. Buffers, address slots and the
-//! kernel message headers are allocated once and reused for every batch.
+//! syscall per datagram would dominate its receive path. A publisher's full-size packets
+//! arrive coalesced when the socket has `UDP_GRO` on: the kernel hands one buffer and a
+//! segment size (a control message), which we cut back into datagrams. Buffers, address
+//! slots, control buffers and the kernel message headers are allocated once and reused.
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
-/// Datagrams read per syscall at most.
+/// Buffers read per syscall at most.
 pub const BATCH: usize = 32;
-/// Room per datagram: larger than any QUIC packet we accept (1350) or peers send (< 1500).
-pub const SLOT: usize = 2048;
+/// Room per buffer: a whole GRO batch (the kernel coalesces at most 64 KiB).
+pub const SLOT: usize = 1 << 16;
+/// Room per control buffer: one `UDP_GRO` message (an int) with its header.
+const CONTROL: usize = 64;
 
 pub struct RecvBatch {
     bufs: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
-    /// Datagrams of the last `recv`: (length, sender).
-    received: Vec<(usize, SocketAddr)>,
+    controls: Vec<u8>,
+    /// Buffers of the last `recv`: (length, sender, GRO segment size).
+    received: Vec<(usize, SocketAddr, Option<usize>)>,
 }
 
 impl Default for RecvBatch {
@@ -38,12 +44,13 @@ impl RecvBatch {
             addrs: vec![unsafe { zeroed() }; BATCH],
             iovs: vec![unsafe { zeroed() }; BATCH],
             msgs: vec![unsafe { zeroed() }; BATCH],
+            controls: vec![0u8; BATCH * CONTROL],
             received: Vec::with_capacity(BATCH),
         }
     }
 
-    /// Reads up to [`BATCH`] waiting datagrams from non-blocking socket `fd`; returns how
-    /// many (0 when none is waiting).
+    /// Reads up to [`BATCH`] waiting buffers (each a datagram, or several of one sender
+    /// under GRO) from non-blocking socket `fd`; returns how many (0 when none is waiting).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received.clear();
         for i in 0..BATCH {
@@ -56,14 +63,14 @@ impl RecvBatch {
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut self.iovs[i];
             hdr.msg_iovlen = 1;
-            hdr.msg_control = std::ptr::null_mut();
-            hdr.msg_controllen = 0;
+            hdr.msg_control = self.controls[i * CONTROL..].as_mut_ptr().cast();
+            hdr.msg_controllen = CONTROL as _;
             hdr.msg_flags = 0;
             self.msgs[i].msg_len = 0;
         }
-        // SAFETY: `msgs` holds BATCH headers whose name, iovec and buffer pointers point
-        // into `addrs`, `iovs` and `bufs`, all owned by `self`, alive and not moved for the
-        // duration of the call, with the lengths stated in each header.
+        // SAFETY: `msgs` holds BATCH headers whose name, iovec, buffer and control pointers
+        // point into `addrs`, `iovs`, `bufs` and `controls`, all owned by `self`, alive and
+        // not moved for the duration of the call, with the lengths stated in each header.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -82,21 +89,61 @@ impl RecvBatch {
         }
         for i in 0..n as usize {
             let len = (self.msgs[i].msg_len as usize).min(SLOT);
+            let segment = gro_segment(&self.msgs[i].msg_hdr);
             if let Some(from) = to_socket_addr(&self.addrs[i]) {
-                self.received.push((len, from));
+                self.received.push((len, from, segment));
             }
         }
         Ok(n as usize)
     }
 
-    /// The datagrams of the last [`Self::recv`], as mutable slices with their senders.
+    /// The datagrams of the last [`Self::recv`], as mutable slices with their senders
+    /// (a GRO buffer cut into its segments; only the last may be shorter).
     pub fn datagrams(&mut self) -> impl Iterator<Item = (&mut [u8], SocketAddr)> + '_ {
         let received = &self.received;
         self.bufs
             .chunks_mut(SLOT)
             .zip(received.iter())
-            .map(|(buf, &(len, from))| (&mut buf[..len], from))
+            .flat_map(|(buf, &(len, from, segment))| {
+                let step = segment.filter(|&s| s > 0).unwrap_or(len.max(1));
+                buf[..len].chunks_mut(step).map(move |d| (d, from))
+            })
     }
+}
+
+/// The segment size of a GRO buffer, from its `UDP_GRO` control message.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `hdr` was filled by recvmmsg: its control pointer and length describe the
+    // bytes the kernel wrote into our control buffer, which CMSG_FIRSTHDR/CMSG_NXTHDR walk
+    // without leaving it; CMSG_DATA of a UDP_GRO message holds an int (read unaligned).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+                return usize::try_from(size).ok();
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
+
+/// Asks the kernel to coalesce same-size datagrams of one sender (`UDP_GRO`); whether it
+/// agreed.
+pub fn enable_gro(fd: RawFd) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: a live socket fd and a pointer to a local c_int of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            &on as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
 }
 
 fn to_socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
@@ -170,6 +217,31 @@ mod tests {
         assert!(from_b.iter().all(|d| d.len() == 1400));
         // Nothing more waiting: zero, not an error.
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 0);
+    }
+
+    #[test]
+    fn gro_buffers_are_cut_back_into_their_datagrams() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        assert!(enable_gro(rx.as_raw_fd()), "UDP_GRO is available here");
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // One GSO send of three 1200-byte segments and a 500-byte tail.
+        assert!(crate::net::udp::set_segment(&tx, 1200));
+        let mut payload = Vec::new();
+        for i in 0..4u8 {
+            let len = if i == 3 { 500 } else { 1200 };
+            payload.extend(std::iter::repeat_n(i, len));
+        }
+        tx.send_to(&payload, rx.local_addr().unwrap()).unwrap();
+        let mut batch = RecvBatch::new();
+        assert_eq!(
+            batch.recv(rx.as_raw_fd()).unwrap(),
+            1,
+            "coalesced into one buffer"
+        );
+        let got: Vec<Vec<u8>> = batch.datagrams().map(|(d, _)| d.to_vec()).collect();
+        let want: Vec<Vec<u8>> = payload.chunks(1200).map(<[u8]>::to_vec).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

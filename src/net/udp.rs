@@ -38,10 +38,11 @@ impl UdpIo {
         set_buffer(&socket, libc::SO_SNDBUF);
         let ready = monoio::net::udp::UdpSocket::from_std(socket.try_clone()?)?;
         let local = socket.local_addr()?;
-        let segment = enable_gso(&socket, MAX_DATAGRAM_SIZE);
+        let segment = set_segment(&socket, MAX_DATAGRAM_SIZE).then_some(MAX_DATAGRAM_SIZE);
         if segment.is_none() {
             tracing::warn!("UDP GSO unavailable: one datagram per send");
         }
+
         Ok(Self {
             socket,
             ready,
@@ -79,7 +80,18 @@ impl UdpIo {
         .map(|_| ())
     }
 
-    /// Reads a batch of waiting datagrams into `batch`; returns how many (0: none waiting).
+    /// Lets the kernel coalesce same-size datagrams of one sender (UDP GRO); only for
+    /// sockets read with [`Self::recv_batch`], which cuts them apart again. Whether the
+    /// kernel agreed.
+    pub fn enable_gro(&self) -> bool {
+        let on = super::batch::enable_gro(self.socket.as_raw_fd());
+        if !on {
+            tracing::debug!("UDP GRO unavailable: one datagram per receive buffer");
+        }
+        on
+    }
+
+    /// Reads a batch of waiting buffers into `batch`; returns how many (0: none waiting).
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         batch.recv(self.socket.as_raw_fd())
     }
@@ -133,8 +145,9 @@ impl UdpIo {
     }
 }
 
-/// Sets `UDP_SEGMENT` so each send is cut into `segment`-byte datagrams.
-fn enable_gso(socket: &UdpSocket, segment: usize) -> Option<usize> {
+/// Sets `UDP_SEGMENT` so each send is cut into `segment`-byte datagrams; whether the
+/// kernel agreed.
+pub fn set_segment(socket: &UdpSocket, segment: usize) -> bool {
     let size = segment as libc::c_int;
     // SAFETY: as in `set_buffer`: a live socket fd and a pointer to a local c_int of the
     // stated size.
@@ -147,7 +160,7 @@ fn enable_gso(socket: &UdpSocket, segment: usize) -> Option<usize> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    (rc == 0).then_some(segment)
+    rc == 0
 }
 
 fn set_buffer(socket: &UdpSocket, option: libc::c_int) {

@@ -162,7 +162,8 @@ impl Shard {
             .build()?;
         rt.block_on(async move {
             let io = UdpIo::from_std(self.socket)?;
-            info!(addr = %io.local_addr(), io_uring = uring, gso = io.segment().is_some(), core = ?self.core, "shard listening");
+            let gro = io.enable_gro();
+            info!(addr = %io.local_addr(), io_uring = uring, gso = io.segment().is_some(), gro, core = ?self.core, "shard listening");
             let core = Core::sharded(
                 self.quic,
                 self.session,
