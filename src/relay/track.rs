@@ -17,7 +17,7 @@ pub struct Group {
     pub frames: Vec<Frame>,
     /// `None` while open upstream; `Some(None)` finished; `Some(Some(code))` reset.
     pub end: Option<Option<u64>>,
-    /// Wire bytes of its frames (what it costs the cache).
+    /// Memory its frames keep alive (what it costs the cache; see `Frame::memory_cost`).
     bytes: usize,
     /// When it ended upstream (its age in the cache counts from there).
     ended_at: Option<Instant>,
@@ -307,7 +307,7 @@ impl Track {
                 sessions.send_frame(sub.session, id, &frame);
             }
         }
-        group.bytes += frame.wire_len();
+        group.bytes += frame.memory_cost();
         group.frames.push(frame);
     }
 

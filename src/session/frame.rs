@@ -58,6 +58,13 @@ impl Frame {
         self.header.len() + self.payload.len()
     }
 
+    /// Memory a received frame keeps alive: its bytes, and at least the smallest receive
+    /// buffer it can have been cut from (a 100-byte frame alone on its group stream holds
+    /// a whole read buffer). What a cache budget counts.
+    pub fn memory_cost(&self) -> usize {
+        self.wire_len().max(super::recv::MIN_READ)
+    }
+
     /// Appends the frame's wire form for `version` to `out`, as shared handles.
     pub fn write_to(&self, version: Version, out: &mut impl Extend<Bytes>) {
         if version.has_track_stream() {

@@ -14,8 +14,9 @@ use crate::wire::{
     TrackInfo, TrackRequest, Version,
 };
 
-/// Smallest free space offered to quiche for one read.
-const MIN_READ: usize = 1024;
+/// Smallest free space offered to quiche for one read (so the smallest receive buffer a
+/// frame can be cut from; see [`super::Frame::memory_cost`]).
+pub(crate) const MIN_READ: usize = 1024;
 /// Largest single growth of a stream buffer.
 const MAX_READ: usize = 64 * 1024;
 
