@@ -292,14 +292,17 @@ fn absolute(args: &ClientArgs) -> String {
     )
 }
 
+/// How a client command checks the relay's certificate.
+fn verify(disabled: bool, fingerprint: Option<String>) -> Verify {
+    match (disabled, fingerprint) {
+        (true, _) => Verify::Disabled,
+        (false, Some(fp)) => Verify::Fingerprint(fp),
+        (false, None) => Verify::Roots,
+    }
+}
+
 fn connect(args: ClientArgs) -> Connect {
-    let verify = if args.tls_disable_verify {
-        Verify::Disabled
-    } else if let Some(fp) = args.tls_fingerprint {
-        Verify::Fingerprint(fp)
-    } else {
-        Verify::Roots
-    };
+    let verify = verify(args.tls_disable_verify, args.tls_fingerprint);
     Connect {
         url: args.url,
         versions: versions_or_all(args.versions),
@@ -380,13 +383,7 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
 }
 
 fn run_bench(args: BenchArgs) -> Result<(), String> {
-    let verify = if args.tls_disable_verify {
-        Verify::Disabled
-    } else if let Some(fp) = args.tls_fingerprint {
-        Verify::Fingerprint(fp)
-    } else {
-        Verify::Roots
-    };
+    let verify = verify(args.tls_disable_verify, args.tls_fingerprint);
     let fps = match args.rate_mbit {
         Some(rate) => rate * 1e6 / 8.0 / args.frame_size.max(1) as f64,
         None => args.fps,

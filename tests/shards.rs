@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use common::*;
 use moqring::relay::Topology;
 
@@ -77,20 +77,7 @@ async fn twenty_subscribers_on_two_shards(relay_args: &[&str]) -> Result<String>
         .context("second track closed while waiting for a subscriber")?;
     publisher.write(&payloads[0])?;
     publisher.finish()?;
-    for (sequence, frames) in payloads[1].groups.iter().enumerate() {
-        let mut group = second.append_group().context("append group")?;
-        ensure!(
-            group.sequence == sequence as u64,
-            "unexpected group sequence"
-        );
-        for (index, frame) in frames.iter().enumerate() {
-            let ts = native_net::Timestamp::from_millis(Payload::timestamp_ms(sequence, index))?;
-            group
-                .write_frame(ts, frame.clone())
-                .context("write frame")?;
-        }
-        group.finish().context("finish group")?;
-    }
+    native_write_track(&mut second, &payloads[1])?;
     second.finish().context("finish the second track")?;
 
     let mut delivered = 0;

@@ -217,14 +217,7 @@ impl Publisher {
         if self.group.is_none() {
             let sequence = self.next_sequence;
             self.next_sequence += 1;
-            let mut streams = Vec::with_capacity(self.subs.len());
-            for (sub, started) in &mut self.subs {
-                if !*started {
-                    *started = true;
-                    session.subscribe_start(*sub, sequence);
-                }
-                streams.extend(session.open_group(*sub, sequence));
-            }
+            let streams = client::open_group_for_all(session, &mut self.subs, sequence);
             self.group = Some(OpenGroup {
                 frames: 0,
                 prev_ts: 0,
@@ -390,14 +383,7 @@ impl App for Subscriber {
         match event {
             Event::Ready => {
                 note_version(&self.ctx, session);
-                // The broadcast's parent as prefix, so only its own announcement comes back
-                // (on lite-03/04 the session root is "" and paths are absolute anyway).
-                let parent = self.broadcast.rsplit_once('/').map_or("", |(p, _)| p);
-                let prefix = if path::strip(parent, session.root()).is_some() {
-                    parent.to_string()
-                } else {
-                    session.root().to_string()
-                };
+                let prefix = client::announce_prefix(&self.broadcast, session.root());
                 session.request_announces(&prefix);
             }
             Event::Announced { path, active, .. }

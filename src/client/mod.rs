@@ -18,7 +18,9 @@ use crate::net::udp::UdpIo;
 use crate::session::{zc::BytesFactory, Event, Session, SessionConfig};
 use crate::wire::{ErrorCode, Version};
 
+pub(crate) use publish::open_group_for_all;
 pub use publish::{PublishOptions, Publisher};
+pub(crate) use subscribe::announce_prefix;
 pub use subscribe::{SubscribeOptions, Subscriber};
 
 /// How the client checks the relay's certificate.

@@ -90,16 +90,7 @@ impl Publisher {
         if self.group.is_none() {
             let sequence = self.next_sequence;
             self.next_sequence += 1;
-            let mut streams = Vec::with_capacity(self.subs.len());
-            for (sub, started) in &mut self.subs {
-                if !*started {
-                    *started = true;
-                    session.subscribe_start(*sub, sequence);
-                }
-                if let Some(id) = session.open_group(*sub, sequence) {
-                    streams.push(id);
-                }
-            }
+            let streams = open_group_for_all(session, &mut self.subs, sequence);
             self.group = Some(OpenGroup {
                 sequence,
                 frames: 0,
@@ -265,4 +256,22 @@ impl App for Publisher {
     fn wake(&self) -> Option<&monoio::net::UnixStream> {
         self.input.as_ref().map(|i| &i.wake)
     }
+}
+
+/// Opens group `sequence` on every subscription `(stream, started)`, announcing the first
+/// group of each (lite-05 SUBSCRIBE_START); returns the group streams.
+pub(crate) fn open_group_for_all(
+    session: &mut Session,
+    subs: &mut [(u64, bool)],
+    sequence: u64,
+) -> Vec<u64> {
+    let mut streams = Vec::with_capacity(subs.len());
+    for (sub, started) in subs {
+        if !*started {
+            *started = true;
+            session.subscribe_start(*sub, sequence);
+        }
+        streams.extend(session.open_group(*sub, sequence));
+    }
+    streams
 }

@@ -143,14 +143,7 @@ impl<W: Write> App for Subscriber<W> {
         let broadcast = &self.options.broadcast;
         match event {
             Event::Ready => {
-                // Ask for everything the session may name; lite-03/04 sessions see the
-                // whole relay, so narrow to the broadcast's parent.
-                let parent = broadcast.rsplit_once('/').map_or("", |(p, _)| p);
-                let prefix = if path::strip(parent, session.root()).is_some() {
-                    parent.to_string()
-                } else {
-                    session.root().to_string()
-                };
+                let prefix = announce_prefix(broadcast, session.root());
                 session.request_announces(&prefix);
             }
             Event::Announced { path, active, .. }
@@ -236,5 +229,17 @@ impl<W: Write> App for Subscriber<W> {
             Head::Gathering { since } => Some(since + START_WINDOW),
             _ => None,
         }
+    }
+}
+
+/// The prefix to watch for `broadcast`'s announcement: its parent, so only its own
+/// announcement comes back, when the session may name it (lite-03/04 sessions see the
+/// whole relay), else the session root.
+pub(crate) fn announce_prefix(broadcast: &str, root: &str) -> String {
+    let parent = broadcast.rsplit_once('/').map_or("", |(p, _)| p);
+    if path::strip(parent, root).is_some() {
+        parent.to_string()
+    } else {
+        root.to_string()
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::{Core, Mail};
 use crate::net::{quic, steer};
 use crate::relay::{RelayConfig, Topology};
-use crate::session::{zc::BytesFactory, Event, Frame, Session, SessionConfig};
+use crate::session::{Event, Frame, Session, SessionConfig};
 use crate::wire::{Subscribe, Version, DEFAULT_MAX_LATENCY};
 
 struct Client {
@@ -65,27 +65,11 @@ impl Shards {
     /// Connects a lite-05 client and returns its index and the shard holding it.
     fn connect(&mut self) -> (usize, usize) {
         let i = self.clients.len();
-        let addr: SocketAddr = format!("10.0.1.{}:5000", i + 1).parse().unwrap();
-        let mut config = quic::client_config(&[Version::Lite05], false).unwrap();
-        let scid = [i as u8 + 1; quiche::MAX_CONN_ID_LEN];
-        let scid = quiche::ConnectionId::from_ref(&scid);
-        let conn = quiche::connect_with_buffer_factory::<BytesFactory>(
-            Some("localhost"),
-            &scid,
-            addr,
-            self.addr,
-            &mut config,
-        )
-        .unwrap();
-        let config = SessionConfig {
-            origin: 100 + i as u64,
-            path: Some("/anon".into()),
-            ..SessionConfig::default()
-        };
+        let (addr, session) = super::tests::client_session(i, Version::Lite05, self.addr);
         let before: Vec<usize> = self.cores.iter().map(|c| c.table().len()).collect();
         self.clients.push(Client {
             addr,
-            session: Session::new(conn, config),
+            session,
             events: Vec::new(),
         });
         self.pump();

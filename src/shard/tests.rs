@@ -123,26 +123,10 @@ impl World {
 
     fn connect(&mut self, version: Version) -> usize {
         let i = self.clients.len();
-        let addr: SocketAddr = format!("10.0.1.{}:5000", i + 1).parse().unwrap();
-        let mut config = quic::client_config(&[version], false).unwrap();
-        let scid = [i as u8 + 1; quiche::MAX_CONN_ID_LEN];
-        let scid = quiche::ConnectionId::from_ref(&scid);
-        let conn = quiche::connect_with_buffer_factory::<BytesFactory>(
-            Some("localhost"),
-            &scid,
-            addr,
-            self.addr,
-            &mut config,
-        )
-        .unwrap();
-        let config = SessionConfig {
-            origin: 100 + i as u64,
-            path: Some("/anon".into()),
-            ..SessionConfig::default()
-        };
+        let (addr, session) = client_session(i, version, self.addr);
         self.clients.push(Client {
             addr,
-            session: Session::new(conn, config),
+            session,
             events: Vec::new(),
         });
         self.pump();
@@ -204,6 +188,33 @@ impl World {
         }
         panic!("the world never settled");
     }
+}
+
+/// Client `i`'s address and session (rooted at `/anon`), connecting to `relay` with
+/// `version`.
+pub(super) fn client_session(
+    i: usize,
+    version: Version,
+    relay: SocketAddr,
+) -> (SocketAddr, Session) {
+    let addr: SocketAddr = format!("10.0.1.{}:5000", i + 1).parse().unwrap();
+    let mut config = quic::client_config(&[version], false).unwrap();
+    let scid = [i as u8 + 1; quiche::MAX_CONN_ID_LEN];
+    let scid = quiche::ConnectionId::from_ref(&scid);
+    let conn = quiche::connect_with_buffer_factory::<BytesFactory>(
+        Some("localhost"),
+        &scid,
+        addr,
+        relay,
+        &mut config,
+    )
+    .unwrap();
+    let config = SessionConfig {
+        origin: 100 + i as u64,
+        path: Some("/anon".into()),
+        ..SessionConfig::default()
+    };
+    (addr, Session::new(conn, config))
 }
 
 /// A subscription to track `t` of `anon/x` from its latest group.

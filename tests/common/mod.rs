@@ -999,28 +999,36 @@ impl NativePublisher {
 
     /// Write every group of `payload` (timestamps from [`Payload::timestamp_ms`]).
     pub fn write(&mut self, payload: &Payload) -> Result<()> {
-        for (sequence, frames) in payload.groups.iter().enumerate() {
-            let mut group = self.track.append_group().context("append group")?;
-            ensure!(
-                group.sequence == sequence as u64,
-                "unexpected group sequence"
-            );
-            for (index, frame) in frames.iter().enumerate() {
-                let ts =
-                    native_net::Timestamp::from_millis(Payload::timestamp_ms(sequence, index))?;
-                group
-                    .write_frame(ts, frame.clone())
-                    .context("write frame")?;
-            }
-            group.finish().context("finish group")?;
-        }
-        Ok(())
+        native_write_track(&mut self.track, payload)
     }
 
     /// Declare the end of the track.
     pub fn finish(&mut self) -> Result<()> {
         self.track.finish().context("finish track")
     }
+}
+
+/// Write every group of `payload` to a moq-native track (timestamps from
+/// [`Payload::timestamp_ms`]).
+pub fn native_write_track(
+    track: &mut native_net::track::Producer,
+    payload: &Payload,
+) -> Result<()> {
+    for (sequence, frames) in payload.groups.iter().enumerate() {
+        let mut group = track.append_group().context("append group")?;
+        ensure!(
+            group.sequence == sequence as u64,
+            "unexpected group sequence"
+        );
+        for (index, frame) in frames.iter().enumerate() {
+            let ts = native_net::Timestamp::from_millis(Payload::timestamp_ms(sequence, index))?;
+            group
+                .write_frame(ts, frame.clone())
+                .context("write frame")?;
+        }
+        group.finish().context("finish group")?;
+    }
+    Ok(())
 }
 
 /// A moq-native subscriber session, collecting the peer's announcements.
