@@ -18,6 +18,7 @@ use super::stats::{Counters, Totals};
 use super::{Phase, Shared};
 use crate::client::{self, App, ClientError, Connect};
 use crate::net::batch::{RecvBatch, BATCH};
+use crate::net::gso::SendBatch;
 use crate::net::udp::UdpIo;
 use crate::session::{path, Event, Frame, Session};
 use crate::wire::{ErrorCode, Subscribe, TrackInfo, DEFAULT_MAX_LATENCY};
@@ -42,7 +43,9 @@ pub struct Ctx {
     pub peer: SocketAddr,
     pub quic: RefCell<quiche::Config>,
     batch: RefCell<RecvBatch>,
-    out: RefCell<Vec<u8>>,
+    /// The send batch of this thread's connections, laid out for the first socket's GSO
+    /// segment (every socket of a host gets the same).
+    out: RefCell<Option<SendBatch>>,
     /// Wall clock (ns since the UNIX epoch) read once per loop turn.
     now_ns: Cell<u64>,
 }
@@ -65,7 +68,7 @@ impl Ctx {
             peer,
             quic: RefCell::new(quic),
             batch: RefCell::new(RecvBatch::new()),
-            out: RefCell::new(vec![0u8; crate::net::gso::MAX_BATCH]),
+            out: RefCell::new(None),
             now_ns: Cell::new(0),
         }
     }
@@ -143,7 +146,11 @@ async fn drive<A: App>(ctx: &Ctx, app: &mut A) -> Result<(), ClientError> {
             return Err(ClientError::Closed(client::close_reason(&session)));
         }
         session.flush(now);
-        io.send_from(session.conn_mut(), &mut ctx.out.borrow_mut())?;
+        {
+            let mut out = ctx.out.borrow_mut();
+            let out = out.get_or_insert_with(|| io.send_batch_of(crate::net::gso::MAX_RUN));
+            io.send_from(session.conn_mut(), out)?;
+        }
         if let Some(result) = done {
             return result;
         }

@@ -121,7 +121,7 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
         quic::client_config(&connect.versions, matches!(connect.verify, Verify::Roots))?;
     let mut session = new_session(&connect, &host, io.local_addr(), peer, &mut config)?;
     let mut buf = vec![0u8; 65536];
-    let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
+    let mut out = io.send_batch_of(crate::net::gso::MAX_RUN);
     let mut events = Vec::new();
     let mut checked = false;
     loop {

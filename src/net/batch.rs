@@ -1,5 +1,6 @@
-//! Batched receive: many datagrams per `recvmmsg(2)` call into a reused set of buffers,
-//! and with UDP GRO many same-size datagrams of one sender per buffer.
+//! Batched socket calls: many datagrams per `recvmmsg(2)` call into a reused set of
+//! buffers, with UDP GRO many same-size datagrams of one sender per buffer; and a whole
+//! [`SendBatch`] (many connections' GSO runs) per `sendmmsg(2)` call.
 //!
 //! A relay with many subscribers mostly receives small ACK packets from many peers; one
 //! syscall per datagram would dominate its receive path. A publisher's full-size packets
@@ -11,6 +12,8 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+
+use super::gso::{SendBatch, MAX_RUNS};
 
 /// Buffers read per syscall at most.
 pub const BATCH: usize = 32;
@@ -109,6 +112,99 @@ impl RecvBatch {
                 buf[..len].chunks_mut(step).map(move |d| (d, from))
             })
     }
+}
+
+/// Kernel message headers for [`send_batch`], allocated once and reused.
+pub struct SendScratch {
+    addrs: Vec<socket2::SockAddr>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl Default for SendScratch {
+    fn default() -> Self {
+        Self {
+            addrs: Vec::with_capacity(MAX_RUNS),
+            iovs: Vec::with_capacity(MAX_RUNS),
+            msgs: Vec::with_capacity(MAX_RUNS),
+        }
+    }
+}
+
+/// What became of a [`send_batch`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Messages the kernel took.
+    pub messages: usize,
+    /// Messages dropped: a full socket buffer or an error (QUIC sees them as lost).
+    pub dropped: usize,
+    /// Syscalls made.
+    pub calls: usize,
+}
+
+/// Sends every run of `batch` on non-blocking socket `fd` with as few `sendmmsg` calls as
+/// the kernel allows. A message the kernel refuses is dropped (logged) and the rest still
+/// go; a full socket buffer drops what is left.
+pub fn send_batch(fd: RawFd, batch: &SendBatch, scratch: &mut SendScratch) -> Sent {
+    let SendScratch { addrs, iovs, msgs } = scratch;
+    addrs.clear();
+    iovs.clear();
+    msgs.clear();
+    for (bytes, to) in batch.runs() {
+        addrs.push(socket2::SockAddr::from(to));
+        iovs.push(libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        });
+    }
+    for (addr, iov) in addrs.iter().zip(iovs.iter_mut()) {
+        // SAFETY: mmsghdr is a plain C struct; all zero bytes is a valid empty header.
+        let mut msg: libc::mmsghdr = unsafe { zeroed() };
+        msg.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+        msg.msg_hdr.msg_namelen = addr.len();
+        msg.msg_hdr.msg_iov = iov;
+        msg.msg_hdr.msg_iovlen = 1;
+        msgs.push(msg);
+    }
+    let mut sent = Sent::default();
+    let total = msgs.len();
+    while sent.messages + sent.dropped < total {
+        let next = sent.messages + sent.dropped;
+        sent.calls += 1;
+        // SAFETY: `msgs[next..]` are headers whose name and iovec pointers point into
+        // `addrs` and `iovs` (not moved since: both are only read below), whose iovecs
+        // point into `batch`'s buffer, borrowed for this whole function; the kernel only
+        // reads them (send side), and the count matches the slice.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[next..].as_mut_ptr(),
+                (total - next) as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n > 0 {
+            sent.messages += n as usize;
+            continue;
+        }
+        if n == 0 {
+            sent.dropped += total - next;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => {
+                tracing::trace!(dropped = total - next, "socket send buffer full");
+                sent.dropped += total - next;
+            }
+            _ => {
+                tracing::debug!(error = %err, to = %addrs[next].as_socket().map_or_else(String::new, |a| a.to_string()), "send failed");
+                sent.dropped += 1;
+            }
+        }
+    }
+    sent
 }
 
 /// The segment size of a GRO buffer, from its `UDP_GRO` control message.
@@ -257,5 +353,55 @@ mod tests {
         let (data, from) = batch.datagrams().next().unwrap();
         assert_eq!(&*data, b"hi");
         assert_eq!(from, tx.local_addr().unwrap());
+    }
+
+    #[test]
+    fn one_sendmmsg_carries_runs_for_several_peers_cut_by_gso() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let gso = crate::net::udp::set_segment(&tx, 100);
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = SendBatch::new(10_000, gso.then_some(100));
+        let peers = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+        for (p, to) in peers.iter().enumerate() {
+            // Three packets each: two full (tagged 1, 2) and a short one (tagged 3).
+            let mut sizes = [100usize, 100, 40].into_iter().enumerate();
+            batch
+                .fill::<()>(
+                    |slot| {
+                        Ok(sizes.next().map(|(i, n)| {
+                            slot[..n].fill((p * 10 + i + 1) as u8);
+                            (n, *to)
+                        }))
+                    },
+                    &mut |_| panic!("the batch has room"),
+                )
+                .unwrap();
+        }
+        let sent = send_batch(tx.as_raw_fd(), &batch, &mut SendScratch::default());
+        let messages = if gso { 2 } else { 6 };
+        assert_eq!(
+            sent,
+            Sent {
+                messages,
+                dropped: 0,
+                calls: 1
+            }
+        );
+        for (p, rx) in [a, b].iter().enumerate() {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2000];
+            for _ in 0..3 {
+                let (n, from) = rx.recv_from(&mut buf).unwrap();
+                assert_eq!(from, tx.local_addr().unwrap());
+                got.push(buf[..n].to_vec());
+            }
+            let tag = |i: usize| (p * 10 + i) as u8;
+            assert_eq!(
+                got,
+                vec![vec![tag(1); 100], vec![tag(2); 100], vec![tag(3); 40]]
+            );
+        }
     }
 }

@@ -4,13 +4,14 @@
 //! caller until `WouldBlock`; monoio only tells us when the socket is readable again and
 //! runs our timers. The monoio handle is a duplicate of the same socket.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use super::batch::RecvBatch;
-use super::gso;
+use super::batch::{self, RecvBatch, SendScratch, Sent};
+use super::gso::SendBatch;
 use super::quic::MAX_DATAGRAM_SIZE;
 
 /// Socket buffer size we ask for (the kernel caps it at net.core.{r,w}mem_max).
@@ -22,6 +23,8 @@ pub struct UdpIo {
     local: SocketAddr,
     /// GSO segment size when the kernel accepted `UDP_SEGMENT`.
     segment: Option<usize>,
+    /// Message headers reused by every [`Self::send_batch`].
+    scratch: RefCell<SendScratch>,
 }
 
 impl UdpIo {
@@ -48,6 +51,7 @@ impl UdpIo {
             ready,
             local,
             segment,
+            scratch: RefCell::new(SendScratch::default()),
         })
     }
 
@@ -60,24 +64,44 @@ impl UdpIo {
         self.segment
     }
 
-    /// Sends every packet `conn` has ready, full-size runs batched into GSO sends.
-    /// `buf` must hold at least one datagram; [`gso::MAX_BATCH`] bytes use GSO fully.
+    /// A send batch of `capacity` bytes laid out for this socket's GSO segment size.
+    pub fn send_batch_of(&self, capacity: usize) -> SendBatch {
+        SendBatch::new(capacity, self.segment)
+    }
+
+    /// Sends every packet `conn` has ready through `batch` (made by
+    /// [`Self::send_batch_of`]), full-size runs as GSO messages.
     pub fn send_from<F: quiche::BufFactory>(
         &self,
         conn: &mut quiche::Connection<F>,
-        buf: &mut [u8],
+        batch: &mut SendBatch,
     ) -> Result<(), quiche::Error> {
-        gso::drain(
-            buf,
-            self.segment,
+        let mut send = |b: &SendBatch| {
+            self.send_batch(b);
+        };
+        batch.fill(
             |slot| match conn.send(slot) {
                 Ok((n, info)) => Ok(Some((n, info.to))),
                 Err(quiche::Error::Done) => Ok(None),
                 Err(e) => Err(e),
             },
-            |bytes, to| self.send(bytes, to),
+            &mut send,
+        )?;
+        if !batch.is_empty() {
+            send(batch);
+            batch.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends every message of `batch` (`sendmmsg`; what the kernel refuses is dropped,
+    /// which QUIC recovers as loss). The caller clears the batch.
+    pub fn send_batch(&self, batch: &SendBatch) -> Sent {
+        batch::send_batch(
+            self.socket.as_raw_fd(),
+            batch,
+            &mut self.scratch.borrow_mut(),
         )
-        .map(|_| ())
     }
 
     /// Lets the kernel coalesce same-size datagrams of one sender (UDP GRO); only for

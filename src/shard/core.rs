@@ -13,7 +13,8 @@ use tracing::{debug, info};
 use super::link::{Links, Mail, Message};
 use super::peers::Peers;
 use super::Table;
-use crate::net::{gso, steer};
+use crate::net::gso::SendBatch;
+use crate::net::steer;
 use crate::relay::{Relay, RelayConfig, SessionKey, Topology};
 use crate::session::{Event, SessionConfig};
 
@@ -151,17 +152,11 @@ impl Core {
         self.links.post(post);
     }
 
-    /// Moves queued data into quiche and hands every ready packet to `send`, full-size runs
-    /// of one connection batched by `segment` (GSO; `None`: one packet per send).
-    pub fn transmit(
-        &mut self,
-        now: Instant,
-        out: &mut [u8],
-        segment: Option<usize>,
-        send: impl FnMut(&[u8], SocketAddr),
-    ) {
+    /// Moves queued data into quiche and hands the ready packets to `send`, gathered in
+    /// `batch` (see [`Core::send`]).
+    pub fn transmit(&mut self, now: Instant, batch: &mut SendBatch, send: impl FnMut(&SendBatch)) {
         self.flush(now);
-        self.send(out, segment, send);
+        self.send(batch, send);
     }
 
     /// Moves the queued stream data of the sessions active this turn into quiche.
@@ -174,23 +169,18 @@ impl Core {
         }
     }
 
-    /// Hands every packet the active sessions have ready to `send`, ends the turn, and
+    /// Gathers every packet the active sessions have ready into `batch` and hands it to
+    /// `send` whenever it is full and once at the end (one `sendmmsg` for many
+    /// connections; each connection's full-size packets form GSO runs), ends the turn, and
     /// forgets closed connections.
-    pub fn send(
-        &mut self,
-        out: &mut [u8],
-        segment: Option<usize>,
-        mut send: impl FnMut(&[u8], SocketAddr),
-    ) {
+    pub fn send(&mut self, batch: &mut SendBatch, mut send: impl FnMut(&SendBatch)) {
         self.table.active_into(&mut self.keys);
         for &key in &self.keys {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
             };
             let conn = session.conn_mut();
-            let sent = gso::drain(
-                out,
-                segment,
+            let filled = batch.fill(
                 |slot| match conn.send(slot) {
                     Ok((n, info)) => Ok(Some((n, info.to))),
                     Err(quiche::Error::Done) => Ok(None),
@@ -198,10 +188,14 @@ impl Core {
                 },
                 &mut send,
             );
-            if let Err(e) = sent {
+            if let Err(e) = filled {
                 debug!(session = key, error = %e, "send failed, closing");
                 let _ = conn.close(false, 0x1, b"send error");
             }
+        }
+        if !batch.is_empty() {
+            send(batch);
+            batch.clear();
         }
         self.table.end_turn();
     }

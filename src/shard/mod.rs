@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::net::batch::RecvBatch;
+use crate::net::steer;
 use crate::net::udp::UdpIo;
-use crate::net::{gso, steer};
 use crate::relay::{RelayConfig, Topology, MAX_SHARDS};
 use crate::session::SessionConfig;
 pub use core::Core;
@@ -33,6 +33,11 @@ pub use table::Table;
 
 /// Mails a shard's mailbox holds at most (each is one loop turn of one other shard).
 const MAILBOX_CAPACITY: usize = 1024;
+
+/// Bytes of packets a shard gathers for one `sendmmsg` (at most [`crate::net::gso::MAX_RUNS`]
+/// messages): room for every run of a frame's fan-out to 64 subscribers, or for 8 full
+/// GSO runs of one fast connection.
+const SEND_BATCH: usize = 512 << 10;
 
 /// Mails a shard takes per loop turn, so its own sockets are not starved.
 const MAILS_PER_TURN: usize = 64;
@@ -180,7 +185,7 @@ impl Shard {
 /// sleep until the socket, the mailbox or a timer wakes us.
 async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox) -> ! {
     let mut batch = RecvBatch::new();
-    let mut out = vec![0u8; gso::MAX_BATCH];
+    let mut out = io.send_batch_of(SEND_BATCH);
     let local = io.local_addr();
     let mut woken: Option<Mail> = None;
     loop {
@@ -206,7 +211,9 @@ async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox) -> ! {
         }
         let now = Instant::now();
         core.dispatch(now);
-        core.transmit(now, &mut out, io.segment(), |bytes, to| io.send(bytes, to));
+        core.transmit(now, &mut out, |batch| {
+            io.send_batch(batch);
+        });
         core.post(|shard, mail| mailbox.post(shard, mail));
         if !mailbox.inbox.is_empty() {
             continue;

@@ -93,7 +93,7 @@ impl Shards {
     /// Returns whether anything moved.
     fn step(&mut self) -> bool {
         let mut buf = vec![0u8; 65536];
-        let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
+        let mut out = crate::net::gso::SendBatch::new(1 << 20, None);
         let shards = self.cores.len();
         let now = Instant::now();
         let mut moved = 0;
@@ -120,15 +120,17 @@ impl Shards {
         let relay_addr = self.addr;
         for core in &mut self.cores {
             core.dispatch(now);
-            core.transmit(now, &mut out, None, |bytes, to| {
-                moved += 1;
-                if let Some(c) = clients.iter_mut().find(|c| c.addr == to) {
-                    let mut copy = bytes.to_vec();
-                    let info = quiche::RecvInfo {
-                        from: relay_addr,
-                        to,
-                    };
-                    let _ = c.session.conn_mut().recv(&mut copy, info);
+            core.transmit(now, &mut out, |batch| {
+                for (bytes, to) in batch.runs() {
+                    moved += 1;
+                    if let Some(c) = clients.iter_mut().find(|c| c.addr == to) {
+                        let mut copy = bytes.to_vec();
+                        let info = quiche::RecvInfo {
+                            from: relay_addr,
+                            to,
+                        };
+                        let _ = c.session.conn_mut().recv(&mut copy, info);
+                    }
                 }
             });
             let mail = &mut self.mail;

@@ -136,7 +136,7 @@ impl World {
     /// Moves datagrams both ways until nothing moves.
     fn pump(&mut self) {
         let mut buf = vec![0u8; 65536];
-        let mut out = vec![0u8; crate::net::gso::MAX_BATCH];
+        let mut out = crate::net::gso::SendBatch::new(1 << 20, None);
         for _ in 0..10_000 {
             let now = Instant::now() + self.skew;
             let mut moved = 0;
@@ -158,17 +158,19 @@ impl World {
             let (_, dispatched) = counted(|| core.dispatch(now));
             let (_, flushed) = counted(|| core.flush(now));
             let (_, allocs) = counted(|| {
-                core.send(&mut out, None, |bytes, to| {
+                core.send(&mut out, |batch| {
                     // The clients' side is not the relay's cost.
                     COUNTING.with(|on| on.set(false));
-                    moved += 1;
-                    if let Some(c) = clients.iter_mut().find(|c| c.addr == to) {
-                        scratch[..bytes.len()].copy_from_slice(bytes);
-                        let info = quiche::RecvInfo {
-                            from: relay_addr,
-                            to,
-                        };
-                        let _ = c.session.conn_mut().recv(&mut scratch[..bytes.len()], info);
+                    for (bytes, to) in batch.runs() {
+                        moved += 1;
+                        if let Some(c) = clients.iter_mut().find(|c| c.addr == to) {
+                            scratch[..bytes.len()].copy_from_slice(bytes);
+                            let info = quiche::RecvInfo {
+                                from: relay_addr,
+                                to,
+                            };
+                            let _ = c.session.conn_mut().recv(&mut scratch[..bytes.len()], info);
+                        }
                     }
                     COUNTING.with(|on| on.set(true));
                 });
