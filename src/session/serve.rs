@@ -50,8 +50,9 @@ impl Session {
             Announce::Ended { suffix, hops }
         };
         // A subscription ending cleanly must reach the peer before the broadcast's end,
-        // or the peer aborts the track: hold announcements while any is ending.
-        if !self.ending.is_empty() || !self.held_announces.is_empty() {
+        // or the peer aborts the track: hold announcements while any is ending, until the
+        // peer closed its side, and for a short grace after (see `RESUME_GRACE`).
+        if self.holds_announces() {
             self.held_announces.push((stream, msg));
         } else {
             self.write_msg(stream, &msg);

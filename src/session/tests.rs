@@ -322,3 +322,53 @@ fn a_peer_too_far_behind_loses_its_oldest_groups_finished_or_not() {
         .collect();
     assert!(lagged.contains(&0) && lagged.contains(&1), "{lagged:?}");
 }
+
+#[test]
+fn a_broadcast_ends_for_a_subscriber_only_after_its_track_ended_and_a_grace() {
+    let mut pair = Pair::new(Version::Lite05);
+    pair.client.request_announces("anon").unwrap();
+    pair.pump();
+    let stream = pair
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::AnnounceInterest { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .expect("the server saw the announce interest");
+    pair.server.reply_announces(stream, &[("anon/x", &[])]);
+    pair.pump();
+    let sub = pair.subscribe(0, false, Duration::ZERO);
+    pair.server.subscribe_ok(sub, 0);
+    let group = pair.server.open_group(sub, 0).unwrap();
+    pair.server
+        .send_frame(group, &Frame::new(Bytes::from_static(b"last"), 0, 0));
+    pair.server.finish_group(group);
+    // The track ends cleanly, and the broadcast ends right behind it.
+    pair.server.subscribe_end(sub, 1);
+    pair.server.end_subscription(sub, None);
+    pair.server.announce(stream, "anon/x", &[], false);
+    pair.pump();
+    let ended = |events: &[Event]| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Announced { active: false, .. }))
+    };
+    assert!(
+        pair.client_events
+            .iter()
+            .any(|e| matches!(e, Event::SubscriptionClosed { error: None, .. })),
+        "the client read the end of the track: {:?}",
+        pair.client_events
+    );
+    assert!(
+        !ended(&pair.client_events),
+        "the end of the broadcast waits for the grace"
+    );
+    pair.now += Duration::from_millis(600);
+    pair.pump();
+    assert!(
+        ended(&pair.client_events),
+        "the end of the broadcast arrives after the grace"
+    );
+}

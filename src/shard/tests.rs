@@ -415,10 +415,12 @@ fn relay_memory_returns_to_baseline_after_thousands_of_groups() {
     let short = relay_heap_after(500);
     let long = relay_heap_after(20_000);
     eprintln!("relay heap with everyone gone: {short} bytes after 500 groups, {long} after 20000");
-    // What stays is capacity kept by maps and scratch lists, the same however many groups
-    // went through: nothing is held per group.
+    // What stays is capacity kept by maps and scratch lists, which depends on how the end
+    // (connections draining, announcements held for ending subscriptions) interleaves with
+    // the clock: measured 0-3 KB apart between runs, the same with five times the
+    // subscriber churn. Nothing is held per group: one byte per group would be 19.5 KB.
     assert!(
-        long - short < 1024,
+        long - short < 4096,
         "{} bytes more after 19500 more groups",
         long - short
     );
