@@ -395,11 +395,7 @@ impl Session {
         if self.resume_hold.is_some_and(|t| t <= now) {
             self.resume_hold = None;
         }
-        if !self.held_announces.is_empty()
-            && self.ending.is_empty()
-            && self.closing.is_empty()
-            && self.resume_hold.is_none()
-        {
+        if !self.held_announces.is_empty() && !self.subscriptions_ending() {
             for (stream, msg) in std::mem::take(&mut self.held_announces) {
                 if self.announcing.contains_key(&stream) {
                     self.write_msg(stream, &msg);
@@ -489,13 +485,16 @@ impl Session {
         }
     }
 
-    /// Whether announcements must wait: a subscription is ending, waits for the peer to
-    /// close its side, or did so within [`RESUME_GRACE`]; or earlier ones wait already.
+    /// Whether announcements must wait: a subscription is ending, or earlier ones wait
+    /// already (they keep their order).
     fn holds_announces(&self) -> bool {
-        !self.ending.is_empty()
-            || !self.closing.is_empty()
-            || self.resume_hold.is_some()
-            || !self.held_announces.is_empty()
+        self.subscriptions_ending() || !self.held_announces.is_empty()
+    }
+
+    /// Whether a subscription is ending, waits for the peer to close its side, or did so
+    /// within [`RESUME_GRACE`].
+    fn subscriptions_ending(&self) -> bool {
+        !self.ending.is_empty() || !self.closing.is_empty() || self.resume_hold.is_some()
     }
 
     /// Whether an ending subscription whose groups completed may be finished now.
