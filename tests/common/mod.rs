@@ -1082,13 +1082,27 @@ pub async fn native_read_track(
         .with_ordered(true)
         .with_latency_max(LATENCY)
         .with_group_start(0);
-    let consumer = broadcast.track(track).context("track lookup")?;
-    let mut sub = within(
-        &format!("subscription to {track:?} to be accepted"),
-        consumer.subscribe(subscription),
-    )
-    .await?
-    .context("subscribe")?;
+    let mut attempt = 1;
+    let mut sub = loop {
+        let consumer = broadcast.track(track).context("track lookup")?;
+        let subscribed = within(
+            &format!("subscription to {track:?} to be accepted"),
+            consumer.subscribe(subscription.clone()),
+        )
+        .await?;
+        match subscribed {
+            // moq-net 0.2.13 sometimes answers NotFound by itself, before any SUBSCRIBE
+            // leaves it, when asked right after the announcement arrived (the relay's
+            // debug log of such a failure shows no subscription at all). A relay that
+            // refuses the track refuses it every time, so a few retries still fail.
+            Err(native_net::Error::NotFound) if attempt < NOT_FOUND_ATTEMPTS => {
+                eprintln!("subscription to {track:?}: not found locally, retrying ({attempt})");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other.context("subscribe")?,
+        }
+    };
     let mut received = ReceivedTrack::default();
     loop {
         let next = within("the next group (or end of track)", sub.recv_group()).await?;
@@ -1111,6 +1125,9 @@ pub async fn native_read_track(
         received.insert(sequence, out)?;
     }
 }
+
+/// How often [`native_read_track`] asks for a track moq-net says it cannot find.
+const NOT_FOUND_ATTEMPTS: u32 = 4;
 
 /// Take the next announcement as (path, active).
 pub async fn native_next_announcement(
