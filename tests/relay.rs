@@ -71,8 +71,11 @@ async fn ten_megabytes_reach_three_subscribers_through_one_upstream_subscription
     let relay = Relay::start().await?;
     let url = relay.url("anon");
     let data = Rng::seeded("ten_megabytes").bytes(10 << 20).to_vec();
+    // The whole track, not the latest group: the publisher starts with the first
+    // subscription, and a subscriber whose request reaches the relay after the second
+    // group began would rightly start there (groups are 512 KiB, the cache 4 MiB).
     let subs: Vec<MoqringSub> = (0..3)
-        .map(|_| MoqringSub::spawn(&url, "demo", "t", None))
+        .map(|_| MoqringSub::spawn_with(&url, "demo", "t", None, &["--start-group", "0"]))
         .collect::<Result<_>>()?;
     // Subscribers first: the publisher must not lose what it reads before they join.
     tokio::time::sleep(Duration::from_millis(300)).await;
