@@ -623,6 +623,34 @@ fn subscriber_asking_for_an_older_group_gets_the_cache_in_order() {
 }
 
 #[test]
+fn a_start_below_the_cache_waits_for_an_older_group_still_on_its_way() {
+    // Upstream groups arrive in any order: group 1 before group 0. A subscriber asking
+    // for group 0 then is told its track starts at 0 (not at 1, which would make it
+    // discard group 0) and gets group 0 when it comes.
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(2, subscribe_from(10, Some(0)), &mut rec);
+    let token = upstream_token(&rec.take());
+    publish_groups(&mut relay, &mut rec, token, 1..2, 1, 100);
+    rec.take();
+    relay.handle(3, subscribe_from(20, Some(0)), &mut rec);
+    let calls = rec.take();
+    assert_eq!(
+        opened(&calls, 3).iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert!(calls.contains(&Call::SubscribeStart(3, 20, 0)), "{calls:?}");
+    publish_groups(&mut relay, &mut rec, token, 0..1, 1, 100);
+    assert_eq!(
+        opened(&rec.take(), 3)
+            .iter()
+            .map(|g| g.0)
+            .collect::<Vec<_>>(),
+        vec![0]
+    );
+}
+
+#[test]
 fn cache_keeps_to_its_byte_and_age_budgets() {
     let mut rec = Recorder::default();
     let config = RelayConfig {

@@ -155,6 +155,8 @@ pub struct Track {
     pub eager: bool,
     /// Its cache budget, looked up in the relay's rules at its first group.
     budget: Option<CacheBudget>,
+    /// Groups below this were evicted from the cache: they will not be served again.
+    evicted_below: u64,
 }
 
 impl Track {
@@ -175,6 +177,7 @@ impl Track {
             finished: false,
             eager: false,
             budget: None,
+            evicted_below: 0,
         }
     }
 
@@ -233,7 +236,10 @@ impl Track {
             (Some(start), Some(_)) => self.groups.iter().position(|g| g.sequence >= start),
         };
         if let Some(from) = from {
-            sub.start = None;
+            // A requested start stays: an older group may still be on its way (upstream
+            // groups arrive in any order), and announcing the first cached group as the
+            // start would make the subscriber discard it. Evicted groups will not come.
+            sub.start = sub.start.map(|s| s.max(self.evicted_below));
             for group in self.groups.range(from..) {
                 if sub.wants(group.sequence) {
                     sub.open(group, None, sessions);
@@ -366,6 +372,7 @@ impl Track {
                 break;
             }
             bytes -= oldest.bytes;
+            self.evicted_below = self.evicted_below.max(oldest.sequence + 1);
             self.groups.pop_front();
         }
     }
