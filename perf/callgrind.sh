@@ -37,7 +37,6 @@ SUBSCRIBERS=${SUBSCRIBERS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-4}
 RELAYS=${RELAYS:-moqring moq-relay}
-MOQ_RELAY_VERSION=0.17.10
 
 for tool in valgrind callgrind_control callgrind_annotate jq; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
@@ -56,10 +55,15 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$out/key.pem" -out "$out/cert.pem" 2>/dev/null
 
-# Waits until `file` has `count` lines containing `word`.
+# Waits until `file` has `count` lines containing `word`, while process `pid` (the bench)
+# runs; fails if it exits first.
 wait_lines() {
-    local file=$1 word=$2 count=$3
+    local file=$1 word=$2 count=$3 pid=$4
     while [[ $(grep -c -- "$word" "$file" 2>/dev/null || true) -lt $count ]]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "the bench ended before $count '$word' lines; see $file" >&2
+            return 1
+        fi
         sleep 0.05
     done
 }
@@ -92,9 +96,9 @@ run() {
         --publishers 1 --subscribers "$SUBSCRIBERS" --fps 30 --frame-size 5000 \
         --group-frames 60 >"$out/$name.json" 2>"$progress" &
     local bench=$!
-    wait_lines "$progress" warmup "$WARMUP"
+    wait_lines "$progress" warmup "$WARMUP" "$bench"
     callgrind_control -i on "$pid" >/dev/null
-    wait_lines "$progress" measuring "$DURATION"
+    wait_lines "$progress" measuring "$DURATION" "$bench"
     callgrind_control -i off "$pid" >/dev/null
     callgrind_control -d "$pid" >/dev/null
     wait "$bench"
@@ -105,16 +109,17 @@ run() {
     rm -f "$out/$name.cg."*
 }
 
-# Self instructions of every function, as "count symbol" lines.
+# Self instructions of every function of callgrind file $1, as "count symbol" lines.
 functions() {
     callgrind_annotate --threshold=100 "$1" 2>/dev/null |
         awk '/^ *[0-9,]+ +\(/ && $0 !~ /PROGRAM TOTALS/ {
             n = $1; gsub(",", "", n); $1 = ""; $2 = ""; sub(/ \[[^]]*\]$/, ""); print n, $0 }'
 }
 
-# Sum of the counts whose symbol matches the extended regex $2 (and not $3).
+# Sum of the counts in "count symbol" file $1 whose symbol matches the extended regex $2
+# (and not $3).
 share() {
-    functions "$1" | awk -v re="$2" -v not="${3:-^$}" '$0 ~ re && $0 !~ not { s += $1 } END { print s + 0 }'
+    awk -v re="$2" -v not="${3:-^$}" '$0 ~ re && $0 !~ not { s += $1 } END { print s + 0 }' "$1"
 }
 
 crypto='aes|gcm|ghash|AEAD|aead|sha256|SHA256|chacha|poly1305'
@@ -125,24 +130,25 @@ for name in $RELAYS; do
     port=$((port + 1))
     echo "== $name under callgrind ($SUBSCRIBERS subscribers, ${DURATION}s)" >&2
     run "$name" "$port"
+    functions "$out/$name.cg" >"$out/$name.functions"
     frames=$(jq '.frames_delivered' "$out/$name.json")
     lost=$(jq '.frames_lost' "$out/$name.json")
-    total=$(share "$out/$name.cg" '.')
+    total=$(share "$out/$name.functions" '.')
     if [[ $frames -eq 0 ]]; then
         echo "$name delivered nothing; see $out" >&2
         exit 1
     fi
     per_frame[$name]=$((total / frames))
-    aes=$(share "$out/$name.cg" "$crypto")
+    aes=$(share "$out/$name.functions" "$crypto")
     case $name in
         moqring)
-            stack=$(share "$out/$name.cg" 'quiche::|octets::' "$crypto")
-            own=$(share "$out/$name.cg" 'moqring::' "$crypto")
+            stack=$(share "$out/$name.functions" 'quiche::|octets::' "$crypto")
+            own=$(share "$out/$name.functions" 'moqring::' "$crypto")
             ;;
         moq-relay)
             # moq-relay 0.17 runs on noq (moq_noq_proto, its fork of quinn) and rustls.
-            stack=$(share "$out/$name.cg" 'noq|quinn|rustls' "$crypto")
-            own=$(share "$out/$name.cg" 'moq_|kio::' "$crypto|noq")
+            stack=$(share "$out/$name.functions" 'noq|quinn|rustls' "$crypto")
+            own=$(share "$out/$name.functions" 'moq_|kio::' "$crypto|noq")
             ;;
     esac
     rest=$((total - aes - stack - own))
