@@ -90,6 +90,20 @@ pub struct EagerEntry {
     pub tracks: Vec<String>,
 }
 
+/// A TOML error as one line: where, then what.
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
 impl RelayFile {
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
@@ -98,7 +112,7 @@ impl RelayFile {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let file: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        let file: Self = toml::from_str(text).map_err(|e| one_line(text, &e))?;
         file.versions()?;
         file.cores()?;
         if file.cores.is_some() && file.threads.is_some() {
@@ -207,8 +221,14 @@ mod tests {
             "cores = \"3-1\"",
             "cores = \"0\"\nthreads = 2",
         ] {
-            assert!(RelayFile::parse(bad).is_err(), "{bad:?} accepted");
+            let err = RelayFile::parse(bad).expect_err(bad);
+            assert_eq!(err.lines().count(), 1, "{err:?}");
         }
+        let err = RelayFile::parse("max_frame_size = 1\nno_such_key = 2").unwrap_err();
+        assert!(
+            err.starts_with("line 2, column 1: unknown field `no_such_key`"),
+            "{err}"
+        );
         assert_eq!(RelayFile::parse("").unwrap(), RelayFile::default());
     }
 }

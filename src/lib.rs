@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod log_limit;
 pub mod net;
 pub mod relay;
 pub mod session;

@@ -15,7 +15,7 @@ use moqring::client::{
 use moqring::config::RelayFile;
 use moqring::relay::{CacheRule, EagerRule, RelayConfig};
 use moqring::session::{path, SessionConfig};
-use moqring::shard::{self, ShardConfig};
+use moqring::shard::{self, CoreList, ShardConfig};
 use moqring::tls;
 use moqring::wire::Version;
 
@@ -42,7 +42,7 @@ enum Command {
     Bench(BenchArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 struct RelayArgs {
     /// TOML file with these settings; flags given on the command line override it.
     #[arg(long, value_name = "FILE")]
@@ -81,15 +81,16 @@ struct RelayArgs {
     /// ending in `*` (repeatable; default: subscribe on demand).
     #[arg(long = "eager", value_name = "PATTERN=TRACKS")]
     eager: Vec<EagerRule>,
-    /// Connections held at most; new ones beyond this are refused.
+    /// Connections held at most over all shards; new ones beyond this are refused (0: every
+    /// one).
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
     /// Milliseconds of silence after which a connection is considered gone.
     #[arg(long, default_value_t = moqring::net::quic::IDLE_TIMEOUT_MS)]
     idle_timeout_ms: u64,
     /// Cores to run one shard on each, e.g. `0-3,6` (default: every available core).
-    #[arg(long, value_parser = shard::parse_cores, conflicts_with = "threads")]
-    cores: Option<Vec<usize>>,
+    #[arg(long, value_name = "LIST", conflicts_with = "threads")]
+    cores: Option<CoreList>,
     /// Number of shards, on cores 0..N-1 of the available ones (wrapping around when
     /// there are more shards than cores).
     #[arg(long)]
@@ -239,8 +240,10 @@ fn init_logging(default: &str) {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| exit_on_usage_error(e));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_on_usage_error(e));
     let result = match cli.command {
         Command::Relay(mut args) => {
             init_logging("info");
@@ -282,6 +285,71 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints help or the version as clap does; any other error as one line naming the flag
+/// and its value, then exits with status 2.
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    // clap's message up to its usage block, on one line.
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = message.join(" ");
+    let line = line.trim_start_matches("error: ");
+    eprintln!("moqring: {line} (see --help)");
+    std::process::exit(2)
+}
+
+/// Longest time any setting may name: a day (beyond it, deadlines overflow `Instant`).
+const LONGEST_MS: u64 = 86_400_000;
+
+/// Rejects relay settings it cannot run with, naming the flag (and the config key).
+fn check_relay_args(args: &RelayArgs) -> Result<(), String> {
+    let at_least_one = [
+        ("--max-frame-size", "max_frame_size", args.max_frame_size),
+        (
+            "--max-queued-bytes",
+            "max_queued_bytes",
+            args.max_queued_bytes,
+        ),
+    ];
+    for (flag, key, value) in at_least_one {
+        if value == 0 {
+            return Err(format!("{flag} (config {key}) must be at least 1"));
+        }
+    }
+    if !(1..=LONGEST_MS).contains(&args.idle_timeout_ms) {
+        return Err(format!(
+            "--idle-timeout-ms (config idle_timeout_ms) {} out of range 1..={LONGEST_MS}",
+            args.idle_timeout_ms
+        ));
+    }
+    let ages = std::iter::once(args.cache_age_ms).chain(
+        args.cache
+            .iter()
+            .filter_map(|rule| rule.age.map(|a| a.as_millis() as u64)),
+    );
+    for age in ages {
+        if age > LONGEST_MS {
+            return Err(format!(
+                "cache age {age} ms (--cache-age-ms, --cache age=, config age_ms) out of range 0..={LONGEST_MS}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The broadcast's absolute path: the URL path joined with `--broadcast`.
@@ -368,7 +436,7 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
     );
     // The shard layout is one setting: the command line's, if it gives either part.
     if from_file("cores") && from_file("threads") {
-        args.cores = file.cores()?;
+        args.cores = file.cores()?.map(CoreList);
         args.threads = file.threads;
     }
     if from_file("no_pin") {
@@ -419,6 +487,10 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
 }
 
 fn relay(args: RelayArgs) -> Result<(), String> {
+    check_relay_args(&args)?;
+    if args.max_connections == 0 {
+        tracing::warn!("--max-connections 0: every connection will be refused");
+    }
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => tls::from_files(cert, key),
         _ => tls::self_signed(),
@@ -426,7 +498,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let versions = versions_or_all(args.versions);
     let cores = shard::plan_cores(
-        args.cores.as_deref(),
+        args.cores.as_ref().map(|c| c.0.as_slice()),
         args.threads,
         &shard::available_cores(),
     )?;
@@ -451,6 +523,19 @@ fn relay(args: RelayArgs) -> Result<(), String> {
     // quiche has read the files; a generated certificate's temporary copy can go.
     let fingerprint = identity.fingerprint.clone();
     drop(identity);
+    tracing::info!(
+        max_frame_size = args.max_frame_size,
+        max_queued_bytes = args.max_queued_bytes,
+        cache_bytes = args.cache_bytes,
+        cache_age_ms = args.cache_age_ms,
+        cache_rules = ?args.cache,
+        eager = ?args.eager,
+        max_connections = args.max_connections,
+        idle_timeout_ms = args.idle_timeout_ms,
+        pin = !args.no_pin,
+        steering = !args.no_steering,
+        "settings"
+    );
     let origin = std::process::id() as u64 | 1 << 32;
     let shards = cores.len();
     let pin = !args.no_pin;
@@ -487,4 +572,349 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         let _ = out.flush();
     });
     shard::run(config, on_bound).map_err(|e| format!("relay: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("moqring").chain(args.iter().copied()))
+    }
+
+    /// The relay's arguments with the config file applied, as `main` does it.
+    fn relay_args(args: &[&str]) -> Result<RelayArgs, String> {
+        let argv = std::iter::once("moqring").chain(args.iter().copied());
+        let matches = Cli::command()
+            .try_get_matches_from(argv)
+            .map_err(|e| e.to_string())?;
+        let Command::Relay(mut relay) = Cli::from_arg_matches(&matches).unwrap().command else {
+            panic!("not a relay command");
+        };
+        let given = matches.subcommand_matches("relay").unwrap();
+        apply_config_file(&mut relay, given)?;
+        Ok(relay)
+    }
+
+    fn relay(args: &[&str]) -> RelayArgs {
+        let mut all = vec!["relay"];
+        all.extend_from_slice(args);
+        relay_args(&all).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn every_relay_flag_parses_into_its_setting() {
+        let r = relay(&["--cores", "0-3,6"]);
+        assert_eq!(r.cores, Some(CoreList(vec![0, 1, 2, 3, 6])));
+        assert_eq!(relay(&["--cores", "1"]).cores, Some(CoreList(vec![1])));
+        assert_eq!(relay(&["--cores", "0,1"]).cores, Some(CoreList(vec![0, 1])));
+        assert_eq!(relay(&["--threads", "4"]).threads, Some(4));
+        let r = relay(&[
+            "--bind",
+            "0.0.0.0:4443",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--alpn",
+            "moq-lite-05",
+            "--alpn",
+            "moq-lite-04",
+            "--max-frame-size",
+            "1000",
+            "--max-queued-bytes",
+            "2000",
+            "--cache-bytes",
+            "3000",
+            "--cache-age-ms",
+            "4000",
+            "--cache",
+            "live/*:video=bytes=5000,age=600",
+            "--cache",
+            "vod/*=age=700",
+            "--eager",
+            "live/*=video,audio",
+            "--max-connections",
+            "7",
+            "--idle-timeout-ms",
+            "8000",
+            "--no-pin",
+            "--no-steering",
+        ]);
+        assert_eq!(r.bind, "0.0.0.0:4443".parse().unwrap());
+        assert_eq!(r.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(r.key, Some(PathBuf::from("k.pem")));
+        assert_eq!(r.versions, vec![Version::Lite05, Version::Lite04]);
+        assert_eq!(
+            (r.max_frame_size, r.max_queued_bytes, r.cache_bytes),
+            (1000, 2000, 3000)
+        );
+        assert_eq!(r.cache_age_ms, 4000);
+        assert_eq!(r.cache.len(), 2);
+        assert_eq!(r.cache[0].track.as_deref(), Some("video"));
+        assert_eq!(r.cache[0].bytes, Some(5000));
+        assert_eq!(r.cache[1].pattern, "vod/*");
+        assert_eq!(r.eager[0].tracks, vec!["video", "audio"]);
+        assert_eq!((r.max_connections, r.idle_timeout_ms), (7, 8000));
+        assert!(r.no_pin && r.no_steering);
+        assert_eq!(r.cores, None);
+    }
+
+    #[test]
+    fn relay_defaults_are_the_documented_ones() {
+        let r = relay(&[]);
+        assert_eq!(r.bind, "127.0.0.1:4443".parse().unwrap());
+        assert_eq!(r.max_frame_size, 16 << 20);
+        assert_eq!(r.max_queued_bytes, 16 << 20);
+        assert_eq!(r.cache_bytes, 4 << 20);
+        assert_eq!(r.cache_age_ms, 10_000);
+        assert_eq!(r.max_connections, 20_000);
+        assert_eq!(r.idle_timeout_ms, 30_000);
+        assert!(r.versions.is_empty() && r.cache.is_empty() && r.eager.is_empty());
+        assert!(!r.no_pin && !r.no_steering && r.cores.is_none() && r.threads.is_none());
+    }
+
+    #[test]
+    fn bad_relay_flags_are_errors_not_panics() {
+        for bad in [
+            &["relay", "--cores", ""][..],
+            &["relay", "--cores", "x"],
+            &["relay", "--cores", "3-1"],
+            &["relay", "--cores", "0-99999999999"],
+            &["relay", "--cores", "0", "--threads", "1"],
+            &["relay", "--cert", "c.pem"],
+            &["relay", "--alpn", "moq-lite-01"],
+            &["relay", "--cache", "live/*"],
+            &["relay", "--eager", "live/*="],
+            &["relay", "--bind", "localhost"],
+            &["relay", "--max-connections", "-1"],
+        ] {
+            let err = relay_args(bad).expect_err(&format!("{bad:?} accepted"));
+            assert!(err.contains("error"), "{bad:?}: {err}");
+        }
+        let checked = |args: &[&str]| check_relay_args(&relay(args));
+        assert!(checked(&["--max-frame-size", "0"])
+            .unwrap_err()
+            .contains("--max-frame-size"));
+        assert!(checked(&["--max-queued-bytes", "0"])
+            .unwrap_err()
+            .contains("--max-queued-bytes"));
+        assert!(checked(&["--idle-timeout-ms", "0"])
+            .unwrap_err()
+            .contains("--idle-timeout-ms"));
+        assert!(checked(&["--idle-timeout-ms", "18446744073709551615"])
+            .unwrap_err()
+            .contains("--idle-timeout-ms"));
+        assert!(checked(&["--cache-age-ms", "18446744073709551615"])
+            .unwrap_err()
+            .contains("--cache-age-ms"));
+        assert!(checked(&["--cache", "x=age=18446744073709551615"])
+            .unwrap_err()
+            .contains("--cache"));
+        assert_eq!(checked(&["--max-connections", "0"]), Ok(()));
+    }
+
+    #[test]
+    fn a_config_file_fills_what_the_command_line_leaves_and_its_rules_come_after() {
+        let dir = std::env::temp_dir().join(format!("moqring-main-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            r#"
+bind = "0.0.0.0:4443"
+cert = "/etc/moqring/cert.pem"
+key = "/etc/moqring/key.pem"
+alpn = ["moq-lite-05", "moq-lite-04"]
+max_frame_size = 16777216
+max_queued_bytes = 8388608
+max_connections = 20000
+idle_timeout_ms = 30000
+cores = "0-3"
+steering = false
+pin = false
+
+[cache]
+bytes = 4194304
+age_ms = 10000
+
+[[cache.rule]]
+broadcast = "live/*"
+track = "video"
+bytes = 16777216
+age_ms = 2000
+
+[[eager]]
+broadcast = "live/*"
+tracks = ["video", "audio"]
+"#,
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let r = relay(&["--config", path]);
+        assert_eq!(r.bind, "0.0.0.0:4443".parse().unwrap());
+        assert_eq!(r.cert, Some(PathBuf::from("/etc/moqring/cert.pem")));
+        assert_eq!(r.versions, vec![Version::Lite05, Version::Lite04]);
+        assert_eq!(r.max_queued_bytes, 8_388_608);
+        assert_eq!(r.cores, Some(CoreList(vec![0, 1, 2, 3])));
+        assert!(r.no_pin && r.no_steering);
+        assert_eq!(r.cache_age_ms, 10_000);
+
+        // Flags win over the file; the command line's rules come first.
+        let r = relay(&[
+            "--config",
+            path,
+            "--bind",
+            "127.0.0.1:5000",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--alpn",
+            "moq-lite-03",
+            "--max-queued-bytes",
+            "1234",
+            "--threads",
+            "1",
+            "--cache",
+            "live/*:audio=bytes=1",
+            "--eager",
+            "news/*=video",
+        ]);
+        assert_eq!(r.bind, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(r.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(r.key, Some(PathBuf::from("k.pem")));
+        assert_eq!(r.versions, vec![Version::Lite03]);
+        assert_eq!(r.max_queued_bytes, 1234);
+        assert_eq!((r.cores, r.threads), (None, Some(1)));
+        let rules: Vec<_> = r.cache.iter().map(|c| c.track.as_deref()).collect();
+        assert_eq!(rules, vec![Some("audio"), Some("video")]);
+        let eager: Vec<_> = r.eager.iter().map(|e| e.pattern.as_str()).collect();
+        assert_eq!(eager, vec!["news/*", "live/*"]);
+
+        std::fs::write(&file, "cores = \"0\"\nthreads = 2\n").unwrap();
+        assert!(relay_args(&["relay", "--config", path]).is_err());
+        std::fs::write(&file, "max_frame_size = -1\n").unwrap();
+        assert!(relay_args(&["relay", "--config", path]).is_err());
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        let err = relay_args(&["relay", "--config", path]).unwrap_err();
+        assert!(err.contains("no_such_key"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn client_and_bench_flags_parse() {
+        let Command::Pub(p) = parse(&[
+            "pub",
+            "moql://localhost:4443/anon",
+            "--broadcast",
+            "demo",
+            "--track",
+            "t",
+            "--frame-size",
+            "1000",
+            "--group-frames",
+            "4",
+            "--alpn",
+            "moq-lite-04",
+            "--tls-fingerprint",
+            "AB:cd",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not pub");
+        };
+        assert_eq!((p.frame_size, p.group_frames), (1000, 4));
+        assert_eq!(p.client.versions, vec![Version::Lite04]);
+        assert_eq!(p.client.tls_fingerprint.as_deref(), Some("AB:cd"));
+        assert_eq!(absolute(&p.client), "anon/demo");
+        let Command::Sub(s) = parse(&[
+            "sub",
+            "moql://localhost:4443/anon",
+            "--broadcast",
+            "demo",
+            "--track",
+            "t",
+            "--tls-disable-verify",
+            "--start-group",
+            "3",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not sub");
+        };
+        assert!(s.client.tls_disable_verify);
+        assert_eq!(s.start_group, Some(3));
+        assert!(parse(&[
+            "sub",
+            "moql://h/a",
+            "--broadcast",
+            "b",
+            "--track",
+            "t",
+            "--tls-disable-verify",
+            "--tls-fingerprint",
+            "ab"
+        ])
+        .is_err());
+
+        let Command::Bench(b) = parse(&[
+            "bench",
+            "moql://localhost:4443/anon",
+            "--publishers",
+            "2",
+            "--subscribers",
+            "300",
+            "--rate-mbit",
+            "8",
+            "--frame-size",
+            "1000",
+            "--group-frames",
+            "30",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "2m",
+            "--drain",
+            "1.5",
+            "--setup-timeout",
+            "3s",
+            "--threads",
+            "2",
+            "--pin",
+            "0,1",
+            "--connect-rate",
+            "100",
+            "--relay-pid",
+            "42",
+            "--json",
+            "--quiet",
+            "--alpn",
+            "moq-lite-05",
+            "--tls-disable-verify",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench");
+        };
+        assert_eq!((b.publishers, b.subscribers), (2, 300));
+        assert_eq!(b.rate_mbit, Some(8.0));
+        assert_eq!(b.duration, std::time::Duration::from_millis(500));
+        assert_eq!(b.warmup, std::time::Duration::from_secs(120));
+        assert_eq!(b.drain, std::time::Duration::from_millis(1500));
+        assert_eq!(b.setup_timeout, std::time::Duration::from_secs(3));
+        assert_eq!((b.threads, b.pin.as_slice()), (2, &[0, 1][..]));
+        assert_eq!((b.connect_rate, b.relay_pid), (100, Some(42)));
+        assert!(b.json && b.quiet && b.tls_disable_verify);
+        assert!(parse(&["bench", "moql://h/a", "--fps", "30", "--rate-mbit", "8"]).is_err());
+        for bad in ["1e300s", "NaN", "-1s", "25h"] {
+            assert!(
+                parse(&["bench", "moql://h/a", "--duration", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -62,6 +62,47 @@ pub struct BenchConfig {
     pub progress: bool,
 }
 
+/// Frame rates a run accepts: one frame a day to a million a second (the interval between
+/// frames must be a usable `Duration`).
+const FPS_RANGE: std::ops::RangeInclusive<f64> = (1.0 / 86_400.0)..=1e6;
+
+/// Longest duration a flag may name: a day.
+const LONGEST: Duration = Duration::from_secs(86_400);
+
+impl BenchConfig {
+    /// Rejects a shape the bench cannot run, naming the flag.
+    fn check(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("--publishers", self.publishers as u64),
+            ("--subscribers", self.subscribers as u64),
+            ("--group-frames", self.group_frames),
+            ("--threads", self.threads as u64),
+            ("--connect-rate", u64::from(self.connect_rate)),
+        ];
+        for (flag, value) in at_least_one {
+            if value == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
+        if self.frame_size < stamp::STAMP_LEN {
+            return Err(format!(
+                "--frame-size {} is below {} (the send-time stamp every frame carries)",
+                self.frame_size,
+                stamp::STAMP_LEN
+            ));
+        }
+        if !FPS_RANGE.contains(&self.fps) {
+            return Err(format!(
+                "a frame rate of {} frames/s (--fps, or --rate-mbit / --frame-size) is out of range {:e}..={:e}",
+                self.fps,
+                FPS_RANGE.start(),
+                FPS_RANGE.end()
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("{0}")]
@@ -72,6 +113,10 @@ pub enum BenchError {
     Thread(String),
     #[error("reading the relay's /proc entries: {0}")]
     Proc(std::io::Error),
+    #[error(
+        "no subscriber received a frame within the setup time ({0:?}): is a relay serving {1}?"
+    )]
+    NothingReceived(Duration, String),
 }
 
 /// Where a run stands; connections read it every turn.
@@ -146,11 +191,7 @@ fn broadcast(connect: &Connect, i: usize) -> String {
 
 /// Runs the bench and returns its report.
 pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
-    if config.publishers == 0 || config.fps <= 0.0 || !config.fps.is_finite() {
-        return Err(BenchError::Config(
-            "need at least one publisher and a positive frame rate".into(),
-        ));
-    }
+    config.check().map_err(BenchError::Config)?;
     let connections = config.publishers * (config.subscribers + 1);
     match sys::raise_fd_limit() {
         // A connection takes two descriptors (its socket and monoio's duplicate).
@@ -164,12 +205,12 @@ pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
     }
     let (host, peer) = client::resolve(&config.connect.url)?;
     let shared = Arc::new(Shared::new(config.publishers));
-    let threads = config.threads.max(1);
+    let threads = config.threads;
     let counters: Vec<Arc<Counters>> = (0..threads).map(|_| Arc::default()).collect();
     let pacing = conn::Pacing {
         interval: Duration::from_secs_f64(1.0 / config.fps),
-        frame_size: config.frame_size.max(stamp::STAMP_LEN),
-        group_frames: config.group_frames.max(1),
+        frame_size: config.frame_size,
+        group_frames: config.group_frames,
     };
     let mut handles = Vec::with_capacity(threads);
     for (t, conns) in plan(config.publishers, config.subscribers, threads)
@@ -188,7 +229,7 @@ pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
             host.clone(),
         );
         let cpu = (!config.pin.is_empty()).then(|| config.pin[t % config.pin.len()]);
-        let connect_rate = f64::from(config.connect_rate.max(1));
+        let connect_rate = f64::from(config.connect_rate);
         let handle = std::thread::Builder::new()
             .name(format!("bench-{t}"))
             .spawn(move || -> Result<Totals, String> {
@@ -304,6 +345,13 @@ fn orchestrate(
             break;
         }
         if Instant::now() >= setup_end {
+            if snap.receiving == 0 {
+                shared.set_phase(Phase::Stop);
+                return Err(BenchError::NothingReceived(
+                    config.setup_timeout,
+                    config.connect.url.to_string(),
+                ));
+            }
             tracing::warn!(
                 receiving = snap.receiving,
                 subscribers,
@@ -359,7 +407,7 @@ fn orchestrate(
     })
 }
 
-/// "20s", "500ms", "2m" or a plain number of seconds.
+/// "20s", "500ms", "2m" or a plain number of seconds, at most a day.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
@@ -375,9 +423,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| Duration::from_secs_f64(v * scale))
-        .ok_or_else(|| format!("bad duration {s:?}: expected e.g. 20s, 500ms, 2m"))
+        .and_then(|v| Duration::try_from_secs_f64(v * scale).ok())
+        .filter(|d| *d <= LONGEST)
+        .ok_or_else(|| format!("bad duration {s:?}: expected e.g. 20s, 500ms, 2m, at most a day"))
 }
 
 /// Sleeps `total`, calling `tick` after every whole second and at the end.
@@ -441,6 +489,57 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1e300s").is_err());
+        assert!(parse_duration("NaN").is_err());
+        assert!(parse_duration("inf").is_err());
+        assert_eq!(parse_duration("1440m"), Ok(LONGEST));
+        assert!(parse_duration("1441m").is_err());
+    }
+
+    fn config() -> BenchConfig {
+        BenchConfig {
+            connect: Connect {
+                url: "moql://localhost:4443/anon".parse().unwrap(),
+                versions: Vec::new(),
+                verify: Verify::Disabled,
+            },
+            publishers: 1,
+            subscribers: 1,
+            fps: 30.0,
+            frame_size: 5000,
+            group_frames: 60,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            drain: Duration::ZERO,
+            setup_timeout: Duration::from_secs(1),
+            threads: 1,
+            pin: Vec::new(),
+            connect_rate: 500,
+            relay_pid: None,
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn shapes_the_bench_cannot_run_are_refused_by_flag() {
+        assert_eq!(config().check(), Ok(()));
+        let refused = |change: fn(&mut BenchConfig), flag: &str| {
+            let mut c = config();
+            change(&mut c);
+            let err = c.check().unwrap_err();
+            assert!(err.contains(flag), "{err:?} does not name {flag}");
+        };
+        refused(|c| c.publishers = 0, "--publishers");
+        refused(|c| c.subscribers = 0, "--subscribers");
+        refused(|c| c.group_frames = 0, "--group-frames");
+        refused(|c| c.threads = 0, "--threads");
+        refused(|c| c.connect_rate = 0, "--connect-rate");
+        refused(|c| c.frame_size = 15, "--frame-size");
+        refused(|c| c.fps = 1e-300, "--fps");
+        refused(|c| c.fps = 0.0, "--fps");
+        refused(|c| c.fps = f64::NAN, "--fps");
+        refused(|c| c.fps = f64::INFINITY, "--fps");
+        refused(|c| c.fps = 1e7, "--fps");
     }
 
     #[test]

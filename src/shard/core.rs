@@ -12,7 +12,7 @@ use tracing::{debug, info};
 
 use super::link::{Links, Mail, Message};
 use super::peers::Peers;
-use super::Table;
+use super::{Admission, Table};
 use crate::net::gso::SendBatch;
 use crate::net::steer;
 use crate::relay::{Relay, RelayConfig, SessionKey, Topology};
@@ -41,7 +41,13 @@ impl Core {
         relay: RelayConfig,
         max_connections: usize,
     ) -> Self {
-        Self::sharded(quic, session, relay, max_connections, Topology::default())
+        Self::sharded(
+            quic,
+            session,
+            relay,
+            Admission::new(max_connections),
+            Topology::default(),
+        )
     }
 
     /// The core of shard `topology.shard`: its connection IDs carry its index, and it asks
@@ -50,12 +56,12 @@ impl Core {
         quic: quiche::Config,
         session: SessionConfig,
         relay: RelayConfig,
-        max_connections: usize,
+        admission: Admission,
         topology: Topology,
     ) -> Self {
         let mut core = Self {
             topology,
-            table: Table::new(quic, session, max_connections, topology.shard as u8),
+            table: Table::new(quic, session, admission, topology.shard as u8),
             links: Links::new(topology),
             relay: Relay::sharded(relay, topology),
             inbox: Vec::new(),

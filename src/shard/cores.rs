@@ -2,15 +2,31 @@
 //! and pinning a thread to one of them.
 
 use std::collections::BTreeSet;
+use std::str::FromStr;
+
+/// A `--cores` list, e.g. `0-3,6`: one value on the command line, ascending cores inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreList(pub Vec<usize>);
+
+impl FromStr for CoreList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_list(s).map(CoreList)
+    }
+}
+
+/// Core numbers go up to the kernel's CPU set size (`CPU_SETSIZE`).
+const MAX_CORES: usize = libc::CPU_SETSIZE as usize;
 
 /// Parses a core list such as `0-3,6` into ascending core numbers.
 pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
     let mut cores = BTreeSet::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let number = |n: &str| {
-            n.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("bad core number {n:?} in {s:?}"))
+        let number = |n: &str| match n.trim().parse::<usize>() {
+            Ok(core) if core < MAX_CORES => Ok(core),
+            Ok(core) => Err(format!("core {core} out of range (0-{})", MAX_CORES - 1)),
+            Err(_) => Err(format!("bad core number {n:?} in {s:?}")),
         };
         match part.split_once('-') {
             Some((a, b)) => {
@@ -42,7 +58,7 @@ pub fn available() -> Vec<usize> {
             let n = std::thread::available_parallelism().map_or(1, |n| n.get());
             return (0..n).collect();
         }
-        (0..libc::CPU_SETSIZE as usize)
+        (0..MAX_CORES)
             .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
             .collect()
     }
@@ -91,6 +107,12 @@ mod tests {
         assert!(parse_list("3-1").is_err());
         assert!(parse_list("x").is_err());
         assert!(parse_list("").is_err());
+        assert!(parse_list(",").is_err());
+        assert!(parse_list("0-99999999999").is_err());
+        assert!(parse_list("1-").is_err());
+        assert!(parse_list("-1").is_err());
+        assert!(parse_list("0-3,x").is_err());
+        assert_eq!("0,1".parse::<CoreList>(), Ok(CoreList(vec![0, 1])));
     }
 
     #[test]

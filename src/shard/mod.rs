@@ -9,6 +9,7 @@
 //! -> flush queues into quiche and send packets -> post this turn's mail -> sleep until the
 //! socket is readable, mail arrives or the earliest timer fires.
 
+mod admission;
 mod core;
 mod cores;
 mod link;
@@ -26,8 +27,11 @@ use crate::net::steer;
 use crate::net::udp::UdpIo;
 use crate::relay::{RelayConfig, Topology, MAX_SHARDS};
 use crate::session::SessionConfig;
+pub use admission::Admission;
 pub use core::Core;
-pub use cores::{available as available_cores, parse_list as parse_cores, plan as plan_cores};
+pub use cores::{
+    available as available_cores, parse_list as parse_cores, plan as plan_cores, CoreList,
+};
 pub use link::Mail;
 pub use table::Table;
 
@@ -52,7 +56,7 @@ pub struct ShardConfig {
     pub cores: Vec<Option<usize>>,
     pub relay: RelayConfig,
     pub session: SessionConfig,
-    /// Connections the relay holds at most, split evenly over the shards.
+    /// Connections the relay holds at most, over all shards.
     pub max_connections: usize,
     /// Attach the connection-ID steering program (else the kernel spreads datagrams by
     /// address hash and shards forward misrouted ones).
@@ -79,7 +83,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
         .map(|_| flume::bounded::<Mail>(MAILBOX_CAPACITY))
         .unzip();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let per_shard = config.max_connections.div_ceil(shards).max(1);
+    let admission = Admission::new(config.max_connections);
     let parts = group
         .sockets
         .into_iter()
@@ -94,7 +98,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
             quic,
             relay: config.relay.clone(),
             session: config.session.clone(),
-            max_connections: per_shard,
+            admission: admission.clone(),
             mailbox: Mailbox {
                 inbox,
                 senders: senders.clone(),
@@ -128,7 +132,7 @@ struct Shard {
     quic: quiche::Config,
     relay: RelayConfig,
     session: SessionConfig,
-    max_connections: usize,
+    admission: Admission,
     mailbox: Mailbox,
 }
 
@@ -173,7 +177,7 @@ impl Shard {
                 self.quic,
                 self.session,
                 self.relay,
-                self.max_connections,
+                self.admission,
                 self.topology,
             );
             serve(io, core, self.mailbox).await

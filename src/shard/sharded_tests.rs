@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Core, Mail};
+use super::{Admission, Core, Mail};
 use crate::net::{quic, steer};
 use crate::relay::{RelayConfig, Topology};
 use crate::session::{Event, Frame, Session, SessionConfig};
@@ -35,6 +35,7 @@ struct Shards {
 impl Shards {
     fn new(shards: usize, steered: bool) -> Self {
         let identity = crate::tls::self_signed().expect("certificate");
+        let admission = Admission::new(100);
         let cores = (0..shards)
             .map(|shard| {
                 let quic = quic::server_config(
@@ -49,7 +50,13 @@ impl Shards {
                     ..SessionConfig::default()
                 };
                 let topology = Topology::new(shard, shards);
-                Core::sharded(quic, session, RelayConfig::default(), 100, topology)
+                Core::sharded(
+                    quic,
+                    session,
+                    RelayConfig::default(),
+                    admission.clone(),
+                    topology,
+                )
             })
             .collect();
         Self {

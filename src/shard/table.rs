@@ -9,7 +9,9 @@ use ring::rand::SecureRandom;
 use slab::Slab;
 use tracing::{debug, info};
 
+use super::admission::Admission;
 use super::timers::Timers;
+use crate::log_limit::LogLimit;
 use crate::relay::{SessionKey, Sessions};
 use crate::session::{zc::BytesFactory, Frame, Session, SessionConfig};
 use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
@@ -18,8 +20,10 @@ use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
 pub struct Table {
     quic: quiche::Config,
     session: SessionConfig,
-    /// Connections beyond this are refused (their Initial packets are dropped).
-    max_connections: usize,
+    /// The relay-wide connection limit: connections beyond it are refused (their Initial
+    /// packets are dropped, with a rate-limited log line).
+    admission: Admission,
+    refusals: LogLimit,
     /// The first byte of every connection ID we issue: our shard index, which steers the
     /// connection's datagrams to us.
     shard: u8,
@@ -41,13 +45,14 @@ impl Table {
     pub fn new(
         quic: quiche::Config,
         session: SessionConfig,
-        max_connections: usize,
+        admission: Admission,
         shard: u8,
     ) -> Self {
         Self {
             quic,
             session,
-            max_connections,
+            admission,
+            refusals: LogLimit::default(),
             shard,
             sessions: Slab::new(),
             by_cid: HashMap::new(),
@@ -79,6 +84,7 @@ impl Table {
             if session.conn().is_closed() {
                 self.timers.schedule(key, None);
                 let session = self.sessions.remove(key);
+                self.admission.release();
                 self.by_cid.retain(|_, k| *k != key);
                 let conn = session.conn();
                 info!(
@@ -152,7 +158,7 @@ impl Table {
                     out.truncate(len);
                     return Some(out);
                 }
-                self.accept(&header.dcid, from, local)?
+                self.accept(&header.dcid, from, local, Instant::now())?
             }
         };
         let session = self.touch(key)?;
@@ -168,23 +174,40 @@ impl Table {
         odcid: &quiche::ConnectionId,
         from: SocketAddr,
         local: SocketAddr,
+        now: Instant,
     ) -> Option<SessionKey> {
-        if self.sessions.len() >= self.max_connections {
-            debug!(peer = %from, "connection limit reached, Initial dropped");
+        if !self.admission.try_admit() {
+            if let Some(refused) = self.refusals.tick(now) {
+                let limit = self.admission.limit();
+                info!(
+                    peer = %from,
+                    refused,
+                    "connection refused: the relay holds its limit of {limit} connections"
+                );
+            }
             return None;
         }
         let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
-        self.rng.fill(&mut scid).ok()?;
+        if self.rng.fill(&mut scid).is_err() {
+            self.admission.release();
+            return None;
+        }
         scid[0] = self.shard;
         let scid_ref = quiche::ConnectionId::from_ref(&scid);
-        let conn = quiche::accept_with_buf_factory::<BytesFactory>(
+        let conn = match quiche::accept_with_buf_factory::<BytesFactory>(
             &scid_ref,
             None,
             local,
             from,
             &mut self.quic,
-        )
-        .ok()?;
+        ) {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.admission.release();
+                debug!(peer = %from, error = %e, "accept failed");
+                return None;
+            }
+        };
         let key = self
             .sessions
             .insert(Session::new(conn, self.session.clone()));
