@@ -4,6 +4,7 @@
 //! the command's logic ([`App`]) -> flush and send -> sleep until the socket, the timer or
 //! the command's own wake-up (stdin data) fires.
 
+mod ledger;
 mod publish;
 mod subscribe;
 

@@ -4,13 +4,13 @@
 //! Groups travel on parallel streams and may show up out of order. On lite-05 the
 //! relay's SUBSCRIBE_START names the first group; older versions say nothing, so the first
 //! group is chosen as the lowest one seen during a short window after the first arrival.
+//! The [`Ledger`] writes them in order and counts what was lost; the command fails,
+//! naming the lost groups and the bytes written, when anything was.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
+use super::ledger::Ledger;
 use super::{App, ClientError};
 use crate::session::{path, Event, Session};
 use crate::wire::{Subscribe, DEFAULT_MAX_LATENCY};
@@ -27,114 +27,80 @@ pub struct SubscribeOptions {
     pub start_group: Option<u64>,
 }
 
-/// Frames of a group that cannot be written yet (an earlier group is still open).
-#[derive(Default)]
-struct Pending {
-    frames: Vec<Bytes>,
-    done: bool,
-}
-
-/// Where output stands.
-enum Head {
-    /// No group seen yet.
-    Waiting,
-    /// Groups seen since `since`; the first is not chosen yet.
-    Gathering { since: Instant },
-    /// Writing group `next`; later groups wait in `pending`.
-    Writing { next: u64 },
+/// Where the choice of the first group stands (lite-03/04, which do not name it).
+enum Start {
+    /// No group seen yet, or the first group is chosen.
+    Idle,
+    /// A group showed up; the window opens at the next poll.
+    Seen,
+    /// The first group is chosen at this time, among the groups seen by then.
+    At(Instant),
 }
 
 pub struct Subscriber<W: Write> {
     options: SubscribeOptions,
-    out: W,
     subscribed: bool,
-    head: Head,
-    pending: BTreeMap<u64, Pending>,
-    open_groups: usize,
+    start: Start,
+    ledger: Ledger<W>,
+    /// `Some` once the subscription stream closed: FIN (`None`) or reset code.
     closed: Option<Option<u64>>,
-    lost_groups: u64,
-    error: Option<String>,
+    /// Whether a loss has been logged already (the summary at the end names them all).
+    warned: bool,
 }
 
 impl<W: Write> Subscriber<W> {
     pub fn new(options: SubscribeOptions, out: W) -> Self {
         Self {
             options,
-            out,
             subscribed: false,
-            head: Head::Waiting,
-            pending: BTreeMap::new(),
-            open_groups: 0,
+            start: Start::Idle,
+            ledger: Ledger::new(out),
             closed: None,
-            lost_groups: 0,
-            error: None,
-        }
-    }
-
-    fn write(&mut self, payload: &[u8]) {
-        if self.error.is_none() {
-            if let Err(e) = self.out.write_all(payload) {
-                self.error = Some(format!("writing output: {e}"));
-            }
+            warned: false,
         }
     }
 
     /// Starts writing at the lowest group seen, once the start window has passed.
     fn choose_start(&mut self, now: Instant) {
-        if let Head::Gathering { since } = self.head {
-            if self.closed.is_some() || now.duration_since(since) >= START_WINDOW {
-                if let Some(&first) = self.pending.keys().next() {
-                    self.head = Head::Writing { next: first };
-                }
-            }
-        }
-    }
-
-    /// Writes every complete group in order, and what the head group has so far.
-    fn advance(&mut self) {
-        while let Head::Writing { next } = self.head {
-            let Some(group) = self.pending.get_mut(&next) else {
-                // The head group has not shown up; once the track is over, skip the gap.
-                match (self.closed, self.pending.keys().next()) {
-                    (Some(_), Some(&later)) if self.open_groups == 0 => {
-                        self.head = Head::Writing { next: later };
-                        continue;
-                    }
-                    _ => return,
-                }
-            };
-            let frames = std::mem::take(&mut group.frames);
-            let done = group.done;
-            for f in frames {
-                self.write(&f);
-            }
-            if !done {
-                return;
-            }
-            self.pending.remove(&next);
-            self.head = Head::Writing { next: next + 1 };
-        }
-    }
-
-    fn on_group(&mut self, sequence: u64) {
-        self.open_groups += 1;
-        match self.head {
-            Head::Waiting => {
-                self.head = Head::Gathering {
-                    since: Instant::now(),
-                }
-            }
-            Head::Writing { next } if sequence < next => {
-                tracing::debug!(
-                    sequence,
-                    next,
-                    "group older than the output position, skipped"
-                );
-                return;
+        match self.start {
+            Start::Seen => self.start = Start::At(now + START_WINDOW),
+            Start::At(at) if now >= at || self.closed.is_some() => {
+                self.start = Start::Idle;
+                self.ledger.start_at_lowest();
             }
             _ => {}
         }
-        self.pending.entry(sequence).or_default();
+    }
+
+    /// Logs the first loss as it happens; the summary at the end names them all.
+    fn warn_once(&mut self) {
+        if !self.warned && self.ledger.lost_groups() > 0 {
+            self.warned = true;
+            if let Some(what) = self.ledger.describe_losses() {
+                tracing::warn!("{what} so far: the output will be incomplete");
+            }
+        }
+    }
+
+    /// The command's result once the track is over.
+    fn result(&mut self, closed: Option<u64>) -> Result<(), ClientError> {
+        self.ledger.finish();
+        if let Some(e) = self.ledger.take_error() {
+            return Err(ClientError::App(format!("writing output: {e}")));
+        }
+        let written = self.ledger.written();
+        let lost = self.ledger.describe_losses();
+        match (closed, lost) {
+            (None, None) => Ok(()),
+            (None, Some(lost)) => Err(ClientError::App(format!(
+                "track ended but {lost}; wrote {written} bytes (a publisher faster than the \
+                 path to this subscriber loses groups at the relay: see `moqring pub --rate-mbit`)"
+            ))),
+            (Some(code), lost) => Err(ClientError::App(format!(
+                "track ended by the relay with error code {code}{}; wrote {written} bytes",
+                lost.map(|l| format!("; {l}")).unwrap_or_default()
+            ))),
+        }
     }
 }
 
@@ -164,69 +130,55 @@ impl<W: Write> App for Subscriber<W> {
             }
             Event::SubscribeAccepted {
                 start: Some(first), ..
-            } if !matches!(self.head, Head::Writing { .. }) => {
-                self.head = Head::Writing { next: first };
-                self.pending.retain(|seq, _| *seq >= first);
+            } => {
+                if let Some(asked) = self.options.start_group.filter(|a| *a < first) {
+                    tracing::info!(
+                        asked,
+                        first,
+                        "the relay starts later than asked: earlier groups are no longer cached"
+                    );
+                }
+                self.start = Start::Idle;
+                self.ledger.start_at(first);
             }
-            Event::Group { sequence, .. } => self.on_group(sequence),
+            Event::SubscribeEnd { group, .. } => self.ledger.end_before(group),
+            Event::Group { sequence, .. } => {
+                if !self.ledger.started() && matches!(self.start, Start::Idle) {
+                    self.start = Start::Seen;
+                }
+                self.ledger.group(sequence);
+            }
             Event::Frame {
                 sequence, frame, ..
-            } => {
-                if let Some(group) = self.pending.get_mut(&sequence) {
-                    group.frames.push(frame.payload().clone());
-                }
-            }
+            } => self.ledger.frame(sequence, frame.payload().clone()),
             Event::GroupEnd {
                 sequence, error, ..
-            } => {
-                self.open_groups = self.open_groups.saturating_sub(1);
-                if let Some(code) = error {
-                    self.lost_groups += 1;
-                    tracing::warn!(sequence, code, "group reset, its remaining frames are lost");
-                }
-                if let Some(group) = self.pending.get_mut(&sequence) {
-                    group.done = true;
-                }
+            } => self.ledger.group_end(sequence, error),
+            Event::SubscriptionClosed { error, .. } => {
+                self.closed = Some(error);
+                self.ledger.close();
             }
-            Event::SubscriptionClosed { error, .. } => self.closed = Some(error),
             _ => {}
         }
-        self.advance();
+        self.warn_once();
     }
 
     fn poll(&mut self, _session: &mut Session, now: Instant) -> Option<Result<(), ClientError>> {
         self.choose_start(now);
-        self.advance();
-        if let Err(e) = self.out.flush() {
-            self.error.get_or_insert(format!("writing output: {e}"));
-        }
-        if let Some(e) = self.error.take() {
-            return Some(Err(ClientError::App(e)));
+        self.ledger.flush();
+        if let Some(e) = self.ledger.take_error() {
+            return Some(Err(ClientError::App(format!("writing output: {e}"))));
         }
         let closed = self.closed?;
-        if self.open_groups > 0 {
+        if self.ledger.open_groups() > 0 {
             return None;
         }
-        for group in self.pending.values_mut() {
-            group.done = true;
-        }
-        self.advance();
-        let _ = self.out.flush();
-        match closed {
-            None if self.lost_groups == 0 => Some(Ok(())),
-            None => Some(Err(ClientError::App(format!(
-                "track ended, {} groups were lost",
-                self.lost_groups
-            )))),
-            Some(code) => Some(Err(ClientError::App(format!(
-                "track ended by the relay with error code {code}"
-            )))),
-        }
+        Some(self.result(closed))
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        match self.head {
-            Head::Gathering { since } => Some(since + START_WINDOW),
+        match self.start {
+            Start::At(at) => Some(at),
             _ => None,
         }
     }
