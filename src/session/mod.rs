@@ -226,6 +226,8 @@ pub struct Session {
     late_groups: u64,
     /// Groups reset because too much was queued for a peer that could not keep up.
     lagged_groups: u64,
+    /// Rate-limited log of the groups reset for the two reasons above.
+    resets: schedule::ResetLog,
 }
 
 impl Session {
@@ -260,6 +262,7 @@ impl Session {
             flushed_at: None,
             late_groups: 0,
             lagged_groups: 0,
+            resets: schedule::ResetLog::default(),
         }
     }
 
@@ -433,6 +436,7 @@ impl Session {
         if self.queued > self.config.max_queued_bytes {
             self.lagged_groups += self.shed_oldest_groups() as u64;
         }
+        self.report_resets(now);
         self.flushed_at = Some(now);
     }
 

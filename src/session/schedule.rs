@@ -10,10 +10,15 @@
 //! publishers keep non-latest groups for) to hand its data to QUIC. Past that, a group
 //! with data still waiting here is reset with `Old` instead of being sent late. Times come
 //! from [`Session::flush`]; nothing here reads a clock.
+//!
+//! Groups reset for either reason, or because the peer is too far behind
+//! (`max_queued_bytes`), are reported at warn level, one line a second per session at most
+//! ([`ResetLog`]): the subscriber loses data, and its operator should hear why.
 
 use std::time::{Duration, Instant};
 
 use super::Session;
+use crate::log_limit::LogLimit;
 use crate::wire::{ErrorCode, DEFAULT_MAX_LATENCY};
 
 /// Urgency of control streams: before every group.
@@ -112,10 +117,12 @@ impl Session {
             };
             let due = *s.due.get_or_insert(now + s.budget);
             if due <= now && out.queued() > 0 {
-                let group = s.group;
+                let (group, budget) = (s.group, s.budget);
+                let sequence = out.group();
                 self.superseded.swap_remove(i);
                 tracing::debug!(group, "group past its latency budget: reset");
                 self.reset_group(group, ErrorCode::Old.code());
+                self.resets.record(Reset::Late(budget), sequence);
                 late += 1;
                 continue;
             }
@@ -142,10 +149,51 @@ impl Session {
                 break;
             }
             tracing::debug!(group, "peer too far behind: group reset");
+            let sequence = self.send.get(&group).and_then(|out| out.group());
             self.reset_group(group, ErrorCode::Lagged.code());
+            self.resets.record(Reset::Lagged, sequence);
             shed += 1;
         }
         shed
+    }
+
+    /// Writes the session's line about the groups it reset since its last one, when its
+    /// [`LogLimit`] allows; otherwise they wait for a later flush. Called at every flush
+    /// that has such groups, so a burst's tail is written within a second of the burst.
+    pub(super) fn report_resets(&mut self, now: Instant) {
+        let log = &mut self.resets;
+        if log.lagged + log.late == 0 || log.limit.tick(now).is_none() {
+            return;
+        }
+        // The limit counts flushes; the line counts groups.
+        let (lagged, late) = (
+            std::mem::take(&mut log.lagged),
+            std::mem::take(&mut log.late),
+        );
+        let sequences = log.take_sequences();
+        let mut reasons = Vec::with_capacity(2);
+        if lagged > 0 {
+            reasons.push(format!(
+                "{lagged} holding more than --max-queued-bytes ({} bytes) QUIC could not take yet (Lagged)",
+                self.config.max_queued_bytes
+            ));
+        }
+        if let Some(budget) = log.budget.take().filter(|_| late > 0) {
+            reasons.push(format!(
+                "{late} past their latency budget ({} ms) with data unsent (Old)",
+                budget.as_millis()
+            ));
+        }
+        let peer = self.conn.path_stats().next().map(|p| p.peer_addr);
+        tracing::warn!(
+            peer = ?peer,
+            conn = self.conn.trace_id(),
+            groups = lagged + late,
+            sequences,
+            "subscriber cannot keep up: reset {} of its groups, {}",
+            lagged + late,
+            reasons.join(", ")
+        );
     }
 
     /// The next latency deadline still ahead of the last flush.
@@ -166,6 +214,55 @@ impl Session {
     }
 }
 
+/// Why a group was reset here.
+#[derive(Debug, Clone, Copy)]
+enum Reset {
+    /// Past its latency budget.
+    Late(Duration),
+    /// The session held more than `max_queued_bytes`.
+    Lagged,
+}
+
+/// The groups a session reset since its last line about them, and the limit on such lines.
+/// Sequences are kept as the lowest and the highest, so memory stays constant.
+#[derive(Debug, Default)]
+pub(super) struct ResetLog {
+    limit: LogLimit,
+    lagged: u64,
+    late: u64,
+    /// The latency budget of the last group reset as late.
+    budget: Option<Duration>,
+    /// Lowest and highest group sequence reset.
+    sequences: Option<(u64, u64)>,
+}
+
+impl ResetLog {
+    fn record(&mut self, why: Reset, sequence: Option<u64>) {
+        match why {
+            Reset::Late(budget) => {
+                self.late += 1;
+                self.budget = Some(budget);
+            }
+            Reset::Lagged => self.lagged += 1,
+        }
+        if let Some(s) = sequence {
+            self.sequences = Some(match self.sequences {
+                Some((low, high)) => (low.min(s), high.max(s)),
+                None => (s, s),
+            });
+        }
+    }
+
+    /// The sequences reset since the last line, as `12` or `12-48` (lowest to highest).
+    fn take_sequences(&mut self) -> String {
+        match self.sequences.take() {
+            Some((low, high)) if low == high => low.to_string(),
+            Some((low, high)) => format!("{low}-{high}"),
+            None => String::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +279,21 @@ mod tests {
         assert_eq!(group_urgency(0, 7), u8::MAX);
         assert_eq!(group_urgency(0, 1000), u8::MAX);
         assert_eq!(group_urgency(255, 0), 1);
+    }
+
+    #[test]
+    fn the_reset_log_counts_each_reason_and_spans_the_sequences() {
+        let mut log = ResetLog::default();
+        assert_eq!(log.take_sequences(), "");
+        log.record(Reset::Lagged, Some(12));
+        assert_eq!(log.take_sequences(), "12");
+        log.record(Reset::Lagged, Some(40));
+        log.record(Reset::Late(Duration::from_millis(300)), Some(7));
+        log.record(Reset::Lagged, None);
+        assert_eq!((log.lagged, log.late), (3, 1));
+        assert_eq!(log.budget, Some(Duration::from_millis(300)));
+        assert_eq!(log.take_sequences(), "7-40");
+        assert_eq!(log.take_sequences(), "", "taken");
     }
 
     #[test]

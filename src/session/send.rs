@@ -52,6 +52,8 @@ pub struct OutStream {
     opened: bool,
     /// Whether the stream is in the session's flush list.
     pub dirty: bool,
+    /// The sequence of the group it carries, if it is a group stream (for log lines).
+    group: Option<u64>,
 }
 
 impl OutStream {
@@ -65,7 +67,21 @@ impl OutStream {
             incremental,
             opened,
             dirty: false,
+            group: None,
         }
+    }
+
+    /// The stream of group `sequence`, not yet known to quiche.
+    pub fn for_group(sequence: u64) -> Self {
+        Self {
+            group: Some(sequence),
+            ..Self::new(Class::Group, false)
+        }
+    }
+
+    /// The sequence of the group this stream carries.
+    pub fn group(&self) -> Option<u64> {
+        self.group
     }
 
     pub fn push(&mut self, chunk: Bytes) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use super::send::{Class, OutStream};
+use super::send::OutStream;
 use super::{path, Frame, Session};
 use crate::wire::{
     Announce, AnnounceOk, DataType, ErrorCode, GroupHeader, Message, SubscribeOk,
@@ -156,7 +156,7 @@ impl Session {
             sequence,
         }
         .encode(&mut buf, version);
-        let mut out = OutStream::new(Class::Group, false);
+        let mut out = OutStream::for_group(sequence);
         self.queued += buf.len();
         out.push(buf.freeze());
         self.send.insert(id, out);
