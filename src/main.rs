@@ -135,6 +135,10 @@ struct PubArgs {
     /// Frames per group.
     #[arg(long, default_value_t = 32)]
     group_frames: usize,
+    /// Pace the payload to this many Mbit/s (default: as fast as the connection takes
+    /// it; a subscriber on a slower path then loses groups).
+    #[arg(long, value_name = "MBIT")]
+    rate_mbit: Option<moqring::client::Rate>,
 }
 
 #[derive(Args)]
@@ -259,6 +263,7 @@ fn main() -> ExitCode {
                 track: args.client.track.clone(),
                 frame_size: args.frame_size,
                 group_frames: args.group_frames.max(1),
+                rate: args.rate_mbit,
             };
             client::run(connect(args.client), Publisher::new(options)).map_err(|e| e.to_string())
         }

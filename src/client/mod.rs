@@ -20,7 +20,7 @@ use crate::session::{zc::BytesFactory, Event, Session, SessionConfig};
 use crate::wire::{ErrorCode, Version};
 
 pub(crate) use publish::open_group_for_all;
-pub use publish::{PublishOptions, Publisher};
+pub use publish::{PublishOptions, Publisher, Rate};
 pub(crate) use subscribe::announce_prefix;
 pub use subscribe::{SubscribeOptions, Subscriber};
 

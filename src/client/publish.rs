@@ -4,6 +4,11 @@
 //! reading instead of filling memory. Reading starts with the first subscription, so a
 //! publisher started before its relay subscribes loses nothing. At end of input the track
 //! is ended and the command waits until the relay has everything.
+//!
+//! Nothing slows a publisher down but its own connection to the relay: a subscriber on a
+//! slower path loses groups at the relay (and `moqring sub` fails, naming them). With
+//! `--rate-mbit` the payload is paced ([`Pacer`]) so a file can go through whole to
+//! subscribers whose paths take that rate.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -20,6 +25,10 @@ use crate::wire::{ErrorCode, TrackInfo};
 const MAX_QUEUED: usize = 4 << 20;
 /// How long to wait for the relay to take the end of the track.
 const END_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle time a paced publisher may catch up on in one burst (input that was late).
+const PACE_CREDIT: Duration = Duration::from_millis(50);
+/// Longest wait a paced publisher computes for one frame.
+const MAX_FRAME_TIME: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, Clone)]
 pub struct PublishOptions {
@@ -28,6 +37,76 @@ pub struct PublishOptions {
     pub track: String,
     pub frame_size: usize,
     pub group_frames: usize,
+    /// Payload rate to pace to; `None` sends as fast as the connection takes it.
+    pub rate: Option<Rate>,
+}
+
+/// A payload rate, parsed from Mbit/s (`--rate-mbit`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    bytes_per_sec: f64,
+}
+
+impl Rate {
+    /// Slowest rate accepted, Mbit/s (1 kbit/s).
+    pub const MIN_MBIT: f64 = 0.001;
+    /// Fastest rate accepted, Mbit/s (1 Tbit/s).
+    pub const MAX_MBIT: f64 = 1_000_000.0;
+
+    /// The time `len` bytes take at this rate (at most [`MAX_FRAME_TIME`]).
+    fn time_of(self, len: usize) -> Duration {
+        Duration::try_from_secs_f64(len as f64 / self.bytes_per_sec)
+            .map_or(MAX_FRAME_TIME, |d| d.min(MAX_FRAME_TIME))
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mbit: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| "expected a rate in Mbit/s, e.g. 50 or 2.5".to_string())?;
+        if !(Self::MIN_MBIT..=Self::MAX_MBIT).contains(&mbit) {
+            return Err(format!(
+                "a rate must be from {} to {} Mbit/s",
+                Self::MIN_MBIT,
+                Self::MAX_MBIT
+            ));
+        }
+        Ok(Self {
+            bytes_per_sec: mbit * 1e6 / 8.0,
+        })
+    }
+}
+
+/// Paces payload to a [`Rate`]: a frame may go once the frames before it have had their
+/// time at that rate. Idle time earns at most [`PACE_CREDIT`] of catching up. Sans-IO:
+/// the caller passes `now`.
+#[derive(Debug)]
+struct Pacer {
+    rate: Rate,
+    /// When the next frame may go (`None`: at once).
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: Rate) -> Self {
+        Self { rate, next: None }
+    }
+
+    /// When the next frame may go, if that is after `now`.
+    fn wait_until(&self, now: Instant) -> Option<Instant> {
+        self.next.filter(|t| *t > now)
+    }
+
+    /// `len` bytes went at `now`.
+    fn sent(&mut self, now: Instant, len: usize) {
+        let earliest = now.checked_sub(PACE_CREDIT).unwrap_or(now);
+        let base = self.next.map_or(now, |t| t.max(earliest));
+        self.next = Some(base + self.rate.time_of(len));
+    }
 }
 
 struct Input {
@@ -53,12 +132,14 @@ pub struct Publisher {
     started: Instant,
     ending: Option<Instant>,
     closing: bool,
+    pacer: Option<Pacer>,
+    /// Input waits for the pacer until then.
+    paced_until: Option<Instant>,
 }
 
 impl Publisher {
     pub fn new(options: PublishOptions) -> Self {
         Self {
-            options,
             subs: Vec::new(),
             input: None,
             group: None,
@@ -66,6 +147,9 @@ impl Publisher {
             started: Instant::now(),
             ending: None,
             closing: false,
+            pacer: options.rate.map(Pacer::new),
+            paced_until: None,
+            options,
         }
     }
 
@@ -233,12 +317,22 @@ impl App for Publisher {
         let mut drain = [0u8; 64];
         while matches!(std::io::Read::read(&mut input.wake_reader, &mut drain), Ok(n) if n > 0) {}
         let mut eof = false;
+        self.paced_until = None;
         while session.queued_bytes() < MAX_QUEUED {
+            if let Some(at) = self.pacer.as_ref().and_then(|p| p.wait_until(now)) {
+                self.paced_until = Some(at);
+                break;
+            }
             let Some(next) = self.input.as_ref().map(|i| i.chunks.try_recv()) else {
                 break;
             };
             match next {
-                Ok(chunk) => self.publish(session, chunk),
+                Ok(chunk) => {
+                    if let Some(pacer) = &mut self.pacer {
+                        pacer.sent(now, chunk.len());
+                    }
+                    self.publish(session, chunk)
+                }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
                     eof = true;
@@ -255,6 +349,10 @@ impl App for Publisher {
 
     fn wake(&self) -> Option<&monoio::net::UnixStream> {
         self.input.as_ref().map(|i| &i.wake)
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.paced_until
     }
 }
 
@@ -274,4 +372,55 @@ pub(crate) fn open_group_for_all(
         streams.extend(session.open_group(*sub, sequence));
     }
     streams
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_out_of_range_or_not_numbers_are_refused() {
+        for bad in [
+            "0", "-1", "NaN", "inf", "-inf", "1e300", "1000001", "0.0009", "", "fast",
+        ] {
+            let err = bad.parse::<Rate>().expect_err(bad);
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        assert_eq!("8".parse::<Rate>().unwrap().bytes_per_sec, 1e6);
+        assert_eq!(" 0.001 ".parse::<Rate>().unwrap().bytes_per_sec, 125.0);
+        assert!("1000000".parse::<Rate>().is_ok());
+    }
+
+    #[test]
+    fn a_frame_takes_its_time_at_the_rate() {
+        let rate: Rate = "8".parse().unwrap();
+        assert_eq!(rate.time_of(1000), Duration::from_millis(1));
+        let slowest: Rate = "0.001".parse().unwrap();
+        assert_eq!(slowest.time_of(usize::MAX), MAX_FRAME_TIME);
+    }
+
+    #[test]
+    fn the_pacer_spaces_frames_and_gives_little_credit_for_idle_time() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // 8 Mbit/s: 1000 bytes a millisecond.
+        let mut pacer = Pacer::new("8".parse().unwrap());
+        assert_eq!(pacer.wait_until(t0), None, "the first frame goes at once");
+        pacer.sent(t0, 10_000);
+        assert_eq!(pacer.wait_until(t0), Some(t0 + ms(10)));
+        assert_eq!(pacer.wait_until(t0 + ms(10)), None);
+        pacer.sent(t0 + ms(10), 10_000);
+        assert_eq!(pacer.wait_until(t0 + ms(10)), Some(t0 + ms(20)));
+        // A second idle: only PACE_CREDIT (50 ms) of it is caught up on.
+        let late = t0 + ms(1020);
+        for _ in 0..6 {
+            assert_eq!(pacer.wait_until(late), None);
+            pacer.sent(late, 10_000);
+        }
+        assert_eq!(
+            pacer.wait_until(late),
+            Some(late + ms(10)),
+            "50 ms of credit spent, then the rate again"
+        );
+    }
 }

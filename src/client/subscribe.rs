@@ -77,7 +77,7 @@ impl<W: Write> Subscriber<W> {
         if !self.warned && self.ledger.lost_groups() > 0 {
             self.warned = true;
             if let Some(what) = self.ledger.describe_losses() {
-                tracing::warn!("{what} so far: the output will be incomplete");
+                tracing::warn!("the output will be incomplete: {what}");
             }
         }
     }
