@@ -8,7 +8,9 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod http;
 pub mod log_limit;
+pub mod metrics;
 pub mod net;
 pub mod relay;
 pub mod session;
