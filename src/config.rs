@@ -54,6 +54,10 @@ pub struct RelayFile {
     pub pin: Option<bool>,
     /// `false`: do not attach the steering program (`--no-steering`).
     pub steering: Option<bool>,
+    /// TCP address of the HTTP side door (`--http-bind`).
+    pub http_bind: Option<SocketAddr>,
+    /// `false`: no HTTP side door (`--no-http`).
+    pub http: Option<bool>,
     #[serde(default)]
     pub cache: CacheSection,
     #[serde(default)]

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -13,6 +14,7 @@ use moqring::client::{
     self, Connect, PublishOptions, Publisher, SubscribeOptions, Subscriber, Verify,
 };
 use moqring::config::RelayFile;
+use moqring::metrics::Metrics;
 use moqring::relay::{CacheRule, EagerRule, RelayConfig};
 use moqring::session::{path, SessionConfig};
 use moqring::shard::{self, CoreList, ShardConfig};
@@ -102,6 +104,13 @@ struct RelayArgs {
     /// address hash and shards forward misrouted ones through their mailboxes.
     #[arg(long)]
     no_steering: bool,
+    /// TCP address of the HTTP side door (/certificate.sha256, /health, /metrics,
+    /// /announced); default: the UDP address actually bound.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
+    http_bind: Option<SocketAddr>,
+    /// Serve no HTTP side door (bind no TCP port).
+    #[arg(long)]
+    no_http: bool,
 }
 
 #[derive(Args)]
@@ -450,6 +459,14 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
     if from_file("no_steering") {
         args.no_steering = file.steering == Some(false);
     }
+    // The side door is one setting: the command line's, if it gives either part.
+    if file.http == Some(false) && file.http_bind.is_some() {
+        return Err(format!("{}: http_bind with http = false", path.display()));
+    }
+    if from_file("http_bind") && from_file("no_http") {
+        args.no_http = file.http == Some(false);
+        args.http_bind = file.http_bind.filter(|_| !args.no_http);
+    }
     args.cache.extend(file.cache_rules()?);
     args.eager.extend(file.eager_rules()?);
     Ok(())
@@ -544,6 +561,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
     let origin = std::process::id() as u64 | 1 << 32;
     let shards = cores.len();
     let pin = !args.no_pin;
+    let metrics = Arc::new(Metrics::new(shards));
     let config = ShardConfig {
         bind: args.bind,
         quic,
@@ -565,16 +583,37 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             max_queued_bytes: args.max_queued_bytes,
         },
         max_connections: args.max_connections,
+        metrics: metrics.clone(),
     };
+    let http = (!args.no_http).then_some(args.http_bind);
     let alpns: Vec<String> = versions.iter().map(|v| v.to_string()).collect();
     let on_bound = Box::new(move |addr: SocketAddr| {
         use std::io::Write;
+        // After the UDP bind, so `--bind ...:0` shares its port with the side door.
+        let http = match http {
+            Some(bind) => {
+                let site = moqring::http::Site {
+                    fingerprint: fingerprint.clone(),
+                    metrics,
+                };
+                let bind = bind.unwrap_or(addr);
+                let bound = moqring::http::start(bind, site).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("http side door on {bind}: {e}"))
+                })?;
+                Some(bound)
+            }
+            None => None,
+        };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "moqring relay listening on {addr}");
         let _ = writeln!(out, "certificate sha256 fingerprint: {fingerprint}");
         let _ = writeln!(out, "protocols: {}", alpns.join(", "));
         let _ = writeln!(out, "shards: {shards} on cores {cores:?}");
+        if let Some(http) = http {
+            let _ = writeln!(out, "http on {http}");
+        }
         let _ = out.flush();
+        Ok(())
     });
     shard::run(config, on_bound).map_err(|e| format!("relay: {e}"))
 }

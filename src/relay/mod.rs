@@ -124,6 +124,11 @@ pub struct RelayStats {
     pub groups: u64,
     pub frames: u64,
     pub dropped_groups: u64,
+    /// Groups, frames and frame payload bytes received from publishers' sessions (not from
+    /// other shards).
+    pub publisher_groups: u64,
+    pub publisher_frames: u64,
+    pub publisher_bytes: u64,
 }
 
 /// Relay state of one session.
@@ -296,6 +301,32 @@ impl Relay {
         self.stats
     }
 
+    /// Subscriptions of this shard's own sessions being served (not other shards').
+    /// Walks every track: for metrics, not for the hot path.
+    pub fn subscriber_count(&self) -> usize {
+        let subs = self.tracks.iter().flat_map(|(_, t)| &t.subscribers);
+        subs.filter(|s| !Topology::is_link(s.session)).count()
+    }
+
+    /// Memory held by every track's groups, and how many groups (walks every track).
+    pub fn cache_usage(&self) -> (usize, usize) {
+        let usage = self.tracks.iter().map(|(_, t)| t.cache_usage());
+        usage.fold((0, 0), |(b, g), (tb, tg)| (b + tb, g + tg))
+    }
+
+    /// Replaces `out` with the broadcasts whose active publisher is one of this shard's
+    /// sessions (not another shard), sorted.
+    pub fn local_broadcasts(&self, out: &mut Vec<String>) {
+        out.clear();
+        let local = self.broadcasts.iter().filter(|(_, b)| {
+            b.publishers
+                .last()
+                .is_some_and(|(s, _)| !Topology::is_link(*s))
+        });
+        out.extend(local.map(|(path, _)| path.clone()));
+        out.sort_unstable();
+    }
+
     /// Number of tracks with state (upstream subscription or waiting requests).
     pub fn track_count(&self) -> usize {
         self.tracks.len()
@@ -368,6 +399,7 @@ impl Relay {
                     let dropped = track.start_group(sequence, &self.config, self.now, sessions);
                     self.stats.groups += 1;
                     self.stats.dropped_groups += dropped;
+                    self.stats.publisher_groups += u64::from(!Topology::is_link(key));
                 }
             }
             Event::Frame {
@@ -376,6 +408,10 @@ impl Relay {
                 frame,
             } => {
                 if let Some(track) = upstream_track(&mut self.tracks, key, token) {
+                    if !Topology::is_link(key) {
+                        self.stats.publisher_frames += 1;
+                        self.stats.publisher_bytes += frame.payload().len() as u64;
+                    }
                     track.push_frame(sequence, frame, sessions);
                     self.stats.frames += 1;
                 }

@@ -181,6 +181,11 @@ impl Track {
         }
     }
 
+    /// What its groups hold: (memory their frames keep alive, groups), for metrics.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        (self.groups.iter().map(|g| g.bytes).sum(), self.groups.len())
+    }
+
     /// The end of the track as a group sequence, when known or implied by the groups seen.
     pub fn final_group(&self) -> Option<u64> {
         self.end

@@ -13,6 +13,7 @@ use tracing::{debug, info};
 use super::link::{Links, Mail, Message};
 use super::peers::Peers;
 use super::{Admission, Table};
+use crate::metrics::{Slot, Tally};
 use crate::net::gso::SendBatch;
 use crate::net::steer;
 use crate::relay::{Relay, RelayConfig, SessionKey, Topology};
@@ -31,6 +32,9 @@ pub struct Core {
     events: Vec<Event>,
     /// Scratch list of session keys, reused every phase.
     keys: Vec<SessionKey>,
+    /// Packets written into send batches, and connections closed on a send error.
+    packets: u64,
+    send_errors: u64,
 }
 
 impl Core {
@@ -67,6 +71,8 @@ impl Core {
             inbox: Vec::new(),
             events: Vec::new(),
             keys: Vec::new(),
+            packets: 0,
+            send_errors: 0,
         };
         let mut peers = Peers::new(&mut core.table, &mut core.links);
         core.relay.open_links(&mut peers);
@@ -80,6 +86,27 @@ impl Core {
 
     pub fn relay(&self) -> &Relay {
         &self.relay
+    }
+
+    /// Writes the shard's counters and gauges (connections, relay, sends) into `t`. Walks
+    /// every session and track: call it to publish metrics, not per packet.
+    pub fn tally(&self, t: &mut Tally) {
+        self.table.tally(t);
+        let stats = self.relay.stats();
+        t.set(Slot::BytesIn, stats.publisher_bytes);
+        t.set(Slot::FramesIn, stats.publisher_frames);
+        t.set(Slot::GroupsIn, stats.publisher_groups);
+        t.set(Slot::UpstreamSubscriptions, stats.upstream_subscribes);
+        t.set(Slot::PublisherSubscriptions, stats.publisher_subscribes);
+        t.set(Slot::Subscribes, stats.downstream_subscribes);
+        t.set(Slot::Tracks, self.relay.track_count() as u64);
+        t.set(Slot::Subscribers, self.relay.subscriber_count() as u64);
+        let (bytes, groups) = self.relay.cache_usage();
+        t.set(Slot::CacheBytes, bytes as u64);
+        t.set(Slot::CacheGroups, groups as u64);
+        t.set(Slot::DatagramsOut, self.packets);
+        t.set(Slot::SendErrors, self.send_errors);
+        t.set(Slot::Forwarded, self.links.forwarded());
     }
 
     pub fn table(&self) -> &Table {
@@ -194,9 +221,13 @@ impl Core {
                 },
                 &mut send,
             );
-            if let Err(e) = filled {
-                debug!(session = key, error = %e, "send failed, closing");
-                let _ = conn.close(false, 0x1, b"send error");
+            match filled {
+                Ok(packets) => self.packets += packets as u64,
+                Err(e) => {
+                    self.send_errors += 1;
+                    debug!(session = key, error = %e, "send failed, closing");
+                    let _ = conn.close(false, 0x1, b"send error");
+                }
             }
         }
         if !batch.is_empty() {

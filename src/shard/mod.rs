@@ -13,15 +13,19 @@ mod admission;
 mod core;
 mod cores;
 mod link;
+mod meter;
 mod peers;
 mod table;
 mod timers;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::metrics::{Metrics, ShardMetrics};
 use crate::net::batch::RecvBatch;
 use crate::net::steer;
 use crate::net::udp::UdpIo;
@@ -33,6 +37,7 @@ pub use cores::{
     available as available_cores, parse_list as parse_cores, plan as plan_cores, CoreList,
 };
 pub use link::Mail;
+use meter::Meter;
 pub use table::Table;
 
 /// Mails a shard's mailbox holds at most (each is one loop turn of one other shard).
@@ -61,10 +66,13 @@ pub struct ShardConfig {
     /// Attach the connection-ID steering program (else the kernel spreads datagrams by
     /// address hash and shards forward misrouted ones).
     pub steer: bool,
+    /// Where the shards publish their metrics (one slot per shard).
+    pub metrics: Arc<Metrics>,
 }
 
-/// Reports the bound address once the sockets are open.
-pub type OnBound = Box<dyn FnOnce(SocketAddr) + Send>;
+/// Reports the bound address once the sockets are open (before the shards start); an
+/// error stops the relay.
+pub type OnBound = Box<dyn FnOnce(SocketAddr) -> std::io::Result<()> + Send>;
 
 /// Binds the relay's sockets, starts one thread per shard and runs until a shard ends
 /// (which only an error does).
@@ -78,7 +86,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
     let group = steer::bind_group(config.bind, shards, config.steer)?;
     let addr = group.sockets[0].local_addr()?;
     info!(%addr, shards, steered = group.steered, "relay sockets bound");
-    on_bound(addr);
+    on_bound(addr)?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| flume::bounded::<Mail>(MAILBOX_CAPACITY))
         .unzip();
@@ -102,7 +110,9 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
             mailbox: Mailbox {
                 inbox,
                 senders: senders.clone(),
+                full: Cell::new(0),
             },
+            metrics: config.metrics.shard(index).clone(),
         };
         let done = done_tx.clone();
         std::thread::Builder::new()
@@ -110,6 +120,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
             .spawn(move || {
                 let span = tracing::info_span!("shard", index);
                 let _entered = span.enter();
+                let _running = shard.metrics.running();
                 let result = shard.run();
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "shard stopped");
@@ -134,6 +145,7 @@ struct Shard {
     session: SessionConfig,
     admission: Admission,
     mailbox: Mailbox,
+    metrics: Arc<ShardMetrics>,
 }
 
 /// A shard's ends of the mailboxes: its own inbox, and a sender to every shard's.
@@ -141,14 +153,17 @@ struct Mailbox {
     inbox: flume::Receiver<Mail>,
     /// Indexed by shard (our own included, which keeps our inbox from ever disconnecting).
     senders: Vec<flume::Sender<Mail>>,
+    /// Times a mailbox was full (for metrics).
+    full: Cell<u64>,
 }
 
 impl Mailbox {
     /// Puts `mail` in `shard`'s inbox, or hands it back when the inbox is full.
     fn post(&self, shard: usize, mail: Mail) -> Result<(), Mail> {
-        self.senders[shard]
-            .try_send(mail)
-            .map_err(|e| e.into_inner())
+        self.senders[shard].try_send(mail).map_err(|e| {
+            self.full.set(self.full.get() + 1);
+            e.into_inner()
+        })
     }
 }
 
@@ -180,24 +195,26 @@ impl Shard {
                 self.admission,
                 self.topology,
             );
-            serve(io, core, self.mailbox).await
+            serve(io, core, self.mailbox, Meter::new(self.metrics)).await
         })
     }
 }
 
 /// The event loop: receive batch and mail -> sessions and relay -> send batch and mail ->
 /// sleep until the socket, the mailbox or a timer wakes us.
-async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox) -> ! {
+async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox, mut meter: Meter) -> ! {
     let mut batch = RecvBatch::new();
     let mut out = io.send_batch_of(SEND_BATCH);
     let local = io.local_addr();
     let mut woken: Option<Mail> = None;
     loop {
+        let start = Instant::now();
         loop {
             match io.recv_batch(&mut batch) {
                 Ok(0) => break,
                 Ok(_) => {
                     for (buf, from) in batch.datagrams() {
+                        meter.received();
                         if let Some(reply) = core.on_datagram(buf, from, local) {
                             io.send(&reply, from);
                         }
@@ -216,13 +233,18 @@ async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox) -> ! {
         let now = Instant::now();
         core.dispatch(now);
         core.transmit(now, &mut out, |batch| {
-            io.send_batch(batch);
+            meter.sent(io.send_batch(batch));
         });
         core.post(|shard, mail| mailbox.post(shard, mail));
+        let end = Instant::now();
+        let publish = meter.end_turn(start, end, &core, &mailbox);
         if !mailbox.inbox.is_empty() {
             continue;
         }
-        let timeout = core.next_timeout(Instant::now());
+        let timeout = match (core.next_timeout(end), publish) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         woken = wait(&io, timeout, &mailbox.inbox).await;
     }
 }

@@ -12,9 +12,10 @@ use tracing::{debug, info};
 use super::admission::Admission;
 use super::timers::Timers;
 use crate::log_limit::LogLimit;
+use crate::metrics::{Slot, Tally};
 use crate::relay::{SessionKey, Sessions};
 use crate::session::{zc::BytesFactory, Frame, Session, SessionConfig};
-use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo};
+use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo, Version};
 
 /// Connections of one shard.
 pub struct Table {
@@ -39,6 +40,25 @@ pub struct Table {
     timers: Timers,
     /// Scratch list for `on_timeouts`.
     expired: Vec<SessionKey>,
+    /// Counters for metrics (plain: only this shard touches them).
+    counts: Counts,
+}
+
+/// What a table counts as it goes, for metrics (see [`Table::tally`]).
+#[derive(Debug, Default)]
+struct Counts {
+    accepted: u64,
+    refused_limit: u64,
+    refused_error: u64,
+    refused_version: u64,
+    bytes_out: u64,
+    frames_out: u64,
+    groups_out: u64,
+    /// Resets the relay asked for, by reason: Lagged, Old, other.
+    resets: [u64; 3],
+    /// Sessions' own Lagged and Old resets, of sessions already removed.
+    removed_lagged: u64,
+    removed_late: u64,
 }
 
 impl Table {
@@ -61,7 +81,44 @@ impl Table {
             marked: Vec::new(),
             timers: Timers::default(),
             expired: Vec::new(),
+            counts: Counts::default(),
         }
+    }
+
+    /// Writes the table's counters and gauges into `t`. Walks every session: call it to
+    /// publish metrics, not per packet.
+    pub fn tally(&self, t: &mut Tally) {
+        let c = &self.counts;
+        t.set(Slot::ConnectionsOpen, self.sessions.len() as u64);
+        t.set(Slot::ConnectionsAccepted, c.accepted);
+        t.set(Slot::RefusedLimit, c.refused_limit);
+        t.set(Slot::RefusedError, c.refused_error);
+        t.set(Slot::RefusedVersion, c.refused_version);
+        t.set(Slot::BytesOut, c.bytes_out);
+        t.set(Slot::FramesOut, c.frames_out);
+        t.set(Slot::GroupsOut, c.groups_out);
+        let (mut pending, mut queued, mut lagged, mut late) =
+            (0, 0, c.removed_lagged, c.removed_late);
+        let mut versions = [0u64; 3];
+        for (_, session) in &self.sessions {
+            queued += session.queued_bytes() as u64;
+            lagged += session.lagged_groups();
+            late += session.late_groups();
+            match session.version() {
+                Some(Version::Lite05) => versions[0] += 1,
+                Some(Version::Lite04) => versions[1] += 1,
+                Some(Version::Lite03) => versions[2] += 1,
+                None => pending += 1,
+            }
+        }
+        t.set(Slot::HandshakesPending, pending);
+        t.set(Slot::SessionsLite05, versions[0]);
+        t.set(Slot::SessionsLite04, versions[1]);
+        t.set(Slot::SessionsLite03, versions[2]);
+        t.set(Slot::QueuedBytes, queued);
+        t.set(Slot::ResetLagged, c.resets[0] + lagged);
+        t.set(Slot::ResetOld, c.resets[1] + late);
+        t.set(Slot::ResetOther, c.resets[2]);
     }
 
     /// Replaces `out`'s contents with the sessions active this turn (no allocation once
@@ -84,6 +141,8 @@ impl Table {
             if session.conn().is_closed() {
                 self.timers.schedule(key, None);
                 let session = self.sessions.remove(key);
+                self.counts.removed_lagged += session.lagged_groups();
+                self.counts.removed_late += session.late_groups();
                 self.admission.release();
                 self.by_cid.retain(|_, k| *k != key);
                 let conn = session.conn();
@@ -152,6 +211,7 @@ impl Table {
                     return None;
                 }
                 if !quiche::version_is_supported(header.version) {
+                    self.counts.refused_version += 1;
                     let mut out = vec![0u8; 1350];
                     let len =
                         quiche::negotiate_version(&header.scid, &header.dcid, &mut out).ok()?;
@@ -177,6 +237,7 @@ impl Table {
         now: Instant,
     ) -> Option<SessionKey> {
         if !self.admission.try_admit() {
+            self.counts.refused_limit += 1;
             if let Some(refused) = self.refusals.tick(now) {
                 let limit = self.admission.limit();
                 info!(
@@ -189,6 +250,7 @@ impl Table {
         }
         let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
         if self.rng.fill(&mut scid).is_err() {
+            self.counts.refused_error += 1;
             self.admission.release();
             return None;
         }
@@ -203,6 +265,7 @@ impl Table {
         ) {
             Ok(conn) => conn,
             Err(e) => {
+                self.counts.refused_error += 1;
                 self.admission.release();
                 debug!(peer = %from, error = %e, "accept failed");
                 return None;
@@ -213,6 +276,7 @@ impl Table {
             .insert(Session::new(conn, self.session.clone()));
         self.by_cid.insert(scid.to_vec(), key);
         self.by_cid.insert(odcid.as_ref().to_vec(), key);
+        self.counts.accepted += 1;
         info!(session = key, peer = %from, "connection accepted");
         Some(key)
     }
@@ -313,11 +377,15 @@ impl Sessions for Table {
         }
     }
     fn open_group(&mut self, s: SessionKey, stream: u64, sequence: u64) -> Option<u64> {
-        self.touch(s)?.open_group(stream, sequence)
+        let opened = self.touch(s)?.open_group(stream, sequence);
+        self.counts.groups_out += u64::from(opened.is_some());
+        opened
     }
     fn send_frame(&mut self, s: SessionKey, group: u64, frame: &Frame) {
         if let Some(x) = self.touch(s) {
-            x.send_frame(group, frame)
+            x.send_frame(group, frame);
+            self.counts.frames_out += 1;
+            self.counts.bytes_out += frame.payload().len() as u64;
         }
     }
     fn finish_group(&mut self, s: SessionKey, group: u64) {
@@ -327,7 +395,13 @@ impl Sessions for Table {
     }
     fn reset_group(&mut self, s: SessionKey, group: u64, code: u64) {
         if let Some(x) = self.touch(s) {
-            x.reset_group(group, code)
+            x.reset_group(group, code);
+            let reason = match ErrorCode::from_code(code) {
+                Some(ErrorCode::Lagged) => 0,
+                Some(ErrorCode::Old) => 1,
+                _ => 2,
+            };
+            self.counts.resets[reason] += 1;
         }
     }
     fn queued_bytes(&self, s: SessionKey) -> usize {
