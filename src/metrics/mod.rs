@@ -87,7 +87,7 @@ catalogue! {
     GroupsIn => "groups_in_total", Counter, None,
         "Groups received from publishers.";
     BytesOut => "bytes_out_total", Counter, None,
-        "Frame payload bytes handed to subscribers' sessions (live, replayed from cache, fetched).";
+        "Frame payload bytes handed to subscribers' sessions (live or replayed from the cache; not FETCH answers).";
     FramesOut => "frames_out_total", Counter, None,
         "Frames handed to subscribers' sessions.";
     GroupsOut => "groups_out_total", Counter, None,
