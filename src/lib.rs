@@ -5,6 +5,7 @@
 //! `sub` commands, `bench` the load generator. See DESIGN.md in the shared folder for the
 //! architecture.
 
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod config;

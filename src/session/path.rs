@@ -3,6 +3,15 @@
 //! moq-lite paths are `/`-separated; a session connected to `/anon` publishes `x` as `anon/x`.
 //! Leading, trailing and repeated slashes carry no meaning and are dropped.
 
+/// Splits a request target into its path and query (`"anon?jwt=x"` -> `("anon", Some("jwt=x"))`):
+/// the query is never part of a path.
+pub fn split_query(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
 /// Returns `path` without empty segments ("/a//b/" -> "a/b").
 pub fn normalize(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -47,6 +56,13 @@ mod tests {
         assert_eq!(normalize("//a//b/"), "a/b");
         assert_eq!(normalize(""), "");
         assert_eq!(normalize("/"), "");
+    }
+
+    #[test]
+    fn splits_the_query_off() {
+        assert_eq!(split_query("/anon?jwt=x"), ("/anon", Some("jwt=x")));
+        assert_eq!(split_query("anon"), ("anon", None));
+        assert_eq!(split_query("?a=b?c"), ("", Some("a=b?c")));
     }
 
     #[test]
