@@ -7,6 +7,8 @@
 //! max_queued_bytes = 8388608
 //! cores = "0-3,6"
 //! steering = true
+//! auth_key = "/etc/moqring/root.jwk"   # or auth_key_dir = "/etc/moqring/keys"
+//! auth_public = ["anon"]
 //!
 //! [cache]
 //! bytes = 4194304
@@ -54,6 +56,13 @@ pub struct RelayFile {
     pub pin: Option<bool>,
     /// `false`: do not attach the steering program (`--no-steering`).
     pub steering: Option<bool>,
+    /// JWK file verifying tokens (`--auth-key`).
+    pub auth_key: Option<PathBuf>,
+    /// Directory of KID.jwk files (`--auth-key-dir`).
+    pub auth_key_dir: Option<PathBuf>,
+    /// Prefixes open to anyone (`--auth-public`).
+    #[serde(default)]
+    pub auth_public: Vec<String>,
     /// TCP address of the HTTP side door (`--http-bind`).
     pub http_bind: Option<SocketAddr>,
     /// `false`: no HTTP side door (`--no-http`).
@@ -121,6 +130,9 @@ impl RelayFile {
         file.cores()?;
         if file.cores.is_some() && file.threads.is_some() {
             return Err("cores and threads exclude each other".into());
+        }
+        if file.auth_key.is_some() && file.auth_key_dir.is_some() {
+            return Err("auth_key and auth_key_dir exclude each other".into());
         }
         file.cache_rules()?;
         file.eager_rules()?;
@@ -203,6 +215,8 @@ mod tests {
         assert_eq!(file.max_queued_bytes, Some(8 << 20));
         assert_eq!(file.cores().unwrap(), Some(vec![0, 1, 2, 3, 6]));
         assert_eq!(file.steering, Some(true));
+        assert_eq!(file.auth_key, Some("/etc/moqring/root.jwk".into()));
+        assert_eq!(file.auth_public, ["anon"]);
         assert_eq!(file.cache.bytes, Some(4 << 20));
         assert_eq!(
             file.cache_rules().unwrap(),
@@ -224,6 +238,8 @@ mod tests {
             "max_queued_bytes = -1",
             "cores = \"3-1\"",
             "cores = \"0\"\nthreads = 2",
+            "auth_key = \"a\"\nauth_key_dir = \"b\"",
+            "auth_public = \"anon\"",
         ] {
             let err = RelayFile::parse(bad).expect_err(bad);
             assert_eq!(err.lines().count(), 1, "{err:?}");

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::Arc;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -35,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a relay.
-    Relay(RelayArgs),
+    Relay(Box<RelayArgs>),
     /// Publish standard input as one track.
     Pub(PubArgs),
     /// Subscribe to one track and write its frames to standard output.
@@ -104,6 +105,8 @@ struct RelayArgs {
     /// address hash and shards forward misrouted ones through their mailboxes.
     #[arg(long)]
     no_steering: bool,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// TCP address of the HTTP side door (/certificate.sha256, /health, /metrics,
     /// /announced); default: the UDP address actually bound.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
@@ -111,6 +114,21 @@ struct RelayArgs {
     /// Serve no HTTP side door (bind no TCP port).
     #[arg(long)]
     no_http: bool,
+}
+
+/// Tokens as moq-relay checks them: a JWT in the URL's `jwt` query parameter.
+#[derive(Args, Debug, Default)]
+struct AuthArgs {
+    /// JWK file that verifies tokens (JSON, or base64url JSON as `moq-token generate`
+    /// writes it); with no key every path is open.
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_key_dir")]
+    auth_key: Option<PathBuf>,
+    /// Directory of JWK files named KID.jwk; a token's header `kid` picks its key.
+    #[arg(long, value_name = "DIR")]
+    auth_key_dir: Option<PathBuf>,
+    /// Broadcast path prefix open to anyone, token or not (repeatable).
+    #[arg(long, value_name = "PREFIX")]
+    auth_public: Vec<String>,
 }
 
 #[derive(Args)]
@@ -263,7 +281,7 @@ fn main() -> ExitCode {
             let given = matches
                 .subcommand_matches("relay")
                 .expect("relay arguments");
-            apply_config_file(&mut args, given).and_then(|()| relay(args))
+            apply_config_file(&mut args, given).and_then(|()| relay(*args))
         }
         Command::Pub(args) => {
             init_logging("warn");
@@ -467,6 +485,14 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
         args.no_http = file.http == Some(false);
         args.http_bind = file.http_bind.filter(|_| !args.no_http);
     }
+    // The key is one setting: the command line's, if it gives either form.
+    if from_file("auth_key") && from_file("auth_key_dir") {
+        args.auth.auth_key = file.auth_key.clone();
+        args.auth.auth_key_dir = file.auth_key_dir.clone();
+    }
+    if from_file("auth_public") {
+        args.auth.auth_public = file.auth_public.clone();
+    }
     args.cache.extend(file.cache_rules()?);
     args.eager.extend(file.eager_rules()?);
     Ok(())
@@ -506,6 +532,41 @@ fn run_bench(args: BenchArgs) -> Result<(), String> {
         print!("{}", report.to_text());
     }
     Ok(())
+}
+
+/// Loads the token keys and public prefixes and says at start what is open; `None` when
+/// no auth setting is given (every path open, as before auth existed).
+fn load_auth(args: &AuthArgs) -> Result<Option<Arc<moqring::auth::Auth>>, String> {
+    use moqring::auth::{Auth, WallClock};
+    use std::time::{Duration, Instant, SystemTime};
+    if args.auth_key.is_none() && args.auth_key_dir.is_none() && args.auth_public.is_empty() {
+        tracing::info!("auth: off (no --auth-key): every path is open to publish and subscribe");
+        return Ok(None);
+    }
+    let clock = WallClock::new(Instant::now(), SystemTime::now());
+    let auth = Auth::load(
+        args.auth_key.as_deref(),
+        args.auth_key_dir.as_deref(),
+        &args.auth_public,
+        clock,
+    )
+    .map_err(|e| format!("auth: {e}"))?;
+    if auth.key_count() == 0 {
+        tracing::warn!(public = ?auth.public(), "auth: no key; only the public prefixes are open and tokens are refused");
+        return Ok(Some(Arc::new(auth)));
+    }
+    tracing::info!(keys = auth.key_count(), public = ?auth.public(), "auth: tokens required outside the public prefixes");
+    let auth = Arc::new(auth);
+    // Token expiry is judged in unix time: keep the shards' clock anchor on the system clock.
+    let synced = Arc::clone(&auth);
+    std::thread::Builder::new()
+        .name("auth-clock".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            synced.clock().sync(Instant::now(), SystemTime::now());
+        })
+        .map_err(|e| format!("auth: clock thread: {e}"))?;
+    Ok(Some(auth))
 }
 
 fn relay(args: RelayArgs) -> Result<(), String> {
@@ -558,6 +619,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         steering = !args.no_steering,
         "settings"
     );
+    let auth = load_auth(&args.auth)?;
     let origin = std::process::id() as u64 | 1 << 32;
     let shards = cores.len();
     let pin = !args.no_pin;
@@ -581,6 +643,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             path: None,
             max_frame_size: args.max_frame_size,
             max_queued_bytes: args.max_queued_bytes,
+            auth,
         },
         max_connections: args.max_connections,
         metrics: metrics.clone(),
@@ -637,7 +700,7 @@ mod tests {
         };
         let given = matches.subcommand_matches("relay").unwrap();
         apply_config_file(&mut relay, given)?;
-        Ok(relay)
+        Ok(*relay)
     }
 
     fn relay(args: &[&str]) -> RelayArgs {

@@ -20,6 +20,7 @@ mod serve;
 pub mod zc;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +31,8 @@ use recv::{InStream, Kind};
 use schedule::Delivery;
 use send::{Class, Flushed, OutStream};
 pub use zc::{BytesFactory, Conn};
+
+use crate::auth::{Admission, Auth, Grant};
 
 use crate::wire::{
     Announce, DataType, ErrorCode, Fetch, Message, Setup, Subscribe, SubscribeResponse, TrackInfo,
@@ -134,6 +137,9 @@ pub struct SessionConfig {
     /// Bytes of group data this session may hold for its peer beyond what QUIC accepted;
     /// past it, the oldest group streams are reset with `Lagged` (finished ones too).
     pub max_queued_bytes: usize,
+    /// Server only: tokens and public prefixes every session is checked against; `None`
+    /// lets every session publish and subscribe anywhere.
+    pub auth: Option<Arc<Auth>>,
 }
 
 impl Default for SessionConfig {
@@ -143,6 +149,7 @@ impl Default for SessionConfig {
             path: None,
             max_frame_size: 16 << 20,
             max_queued_bytes: 16 << 20,
+            auth: None,
         }
     }
 }
@@ -226,6 +233,13 @@ pub struct Session {
     late_groups: u64,
     /// Groups reset because too much was queued for a peer that could not keep up.
     lagged_groups: u64,
+    /// What the peer may publish and subscribe to (`None`: everything; see
+    /// [`SessionConfig::auth`]).
+    grant: Option<Grant>,
+    /// A token's admission whose `exp` is checked at the next flush, which has the time.
+    admitting: Option<Admission>,
+    /// When the peer's token expires and the session is closed.
+    expires_at: Option<Instant>,
     /// Rate-limited log of the groups reset for the two reasons above.
     resets: schedule::ResetLog,
 }
@@ -262,6 +276,9 @@ impl Session {
             flushed_at: None,
             late_groups: 0,
             lagged_groups: 0,
+            grant: None,
+            admitting: None,
+            expires_at: None,
             resets: schedule::ResetLog::default(),
         }
     }
@@ -355,18 +372,60 @@ impl Session {
         }
         if self.conn.is_server() && version.has_setup_stream() {
             self.phase = Phase::AwaitSetup;
+        } else if self.conn.is_server() {
+            // lite-03/04 carry no path and so no token: the root is "", public prefixes only.
+            self.admit(None);
         } else {
             // Only lite-05 carries the client's path; older versions root every session at "".
-            if !self.conn.is_server() && version.has_setup_stream() {
-                self.root = self
-                    .config
-                    .path
-                    .as_deref()
-                    .map(path::normalize)
-                    .unwrap_or_default();
+            if version.has_setup_stream() {
+                let target = self.config.path.as_deref().unwrap_or_default();
+                self.root = path::normalize(path::split_query(target).0);
             }
             self.become_ready();
         }
+    }
+
+    /// Server: decides whether the peer, at `self.root` with `jwt` or without, may have a
+    /// session, before anything it asks for is read.
+    fn admit(&mut self, jwt: Option<&str>) {
+        let Some(auth) = self.config.auth.clone() else {
+            self.become_ready();
+            return;
+        };
+        match auth.admit(&self.root, jwt) {
+            Ok(admission) if admission.expires.is_some() => self.admitting = Some(admission),
+            Ok(admission) => {
+                self.grant = Some(admission.grant);
+                self.become_ready();
+            }
+            Err(refusal) => self.refuse(&refusal.to_string()),
+        }
+    }
+
+    /// Completes an admission whose token expires, now that the time is known.
+    fn admit_at(&mut self, admission: Admission, now: Instant) {
+        let (Some(auth), Some(exp)) = (self.config.auth.clone(), admission.expires) else {
+            return;
+        };
+        let now_ms = auth.clock().unix_ms(now);
+        if Admission::expired(exp, now_ms) {
+            return self.refuse(&crate::auth::Refusal::Expired.to_string());
+        }
+        let left = exp.saturating_mul(1000).saturating_sub(now_ms);
+        self.expires_at = now.checked_add(Duration::from_millis(left as u64));
+        self.grant = Some(admission.grant);
+        self.become_ready();
+    }
+
+    /// Closes a connection whose peer may not have a session.
+    fn refuse(&mut self, reason: &str) {
+        tracing::warn!(path = %self.root, reason, "session refused: unauthorized");
+        self.close(ErrorCode::Unauthorized, reason);
+    }
+
+    /// Whether the peer may subscribe to (and hear of) the broadcast at `path`.
+    fn may_get(&self, path: &str) -> bool {
+        self.grant.as_ref().is_none_or(|g| g.may_get(path))
     }
 
     fn become_ready(&mut self) {
@@ -376,6 +435,14 @@ impl Session {
 
     /// Moves queued stream data into quiche and completes subscriptions whose groups are done.
     pub fn flush(&mut self, now: Instant) {
+        if let Some(admission) = self.admitting.take() {
+            self.admit_at(admission, now);
+        }
+        if self.expires_at.is_some_and(|at| at <= now) {
+            self.expires_at = None;
+            tracing::info!(path = %self.root, "token expired, closing session");
+            self.close(ErrorCode::Unauthorized, "token expired");
+        }
         if !self.ending.is_empty() {
             self.complete_endings(now);
         }
@@ -535,10 +602,14 @@ impl Session {
             .ending
             .iter()
             .filter_map(|s| self.served.get(s).and_then(|x| x.fin_at));
+        // Events made by a flush (an admission completing) wait for the next process.
+        let events = self.flushed_at.filter(|_| !self.events.is_empty());
         [
             self.conn.timeout_instant(),
             hold,
             self.next_latency_deadline(),
+            self.expires_at,
+            events,
         ]
         .into_iter()
         .flatten()

@@ -141,6 +141,8 @@ enum Failure {
     Connection(ErrorCode, &'static str),
     /// Reset / stop just this stream.
     Stream(ErrorCode),
+    /// Refuse this request (already logged): reset with `Unauthorized`.
+    Unauthorized,
 }
 
 impl From<DecodeError> for Failure {
@@ -272,6 +274,7 @@ impl Session {
                 self.group_failed(&stream.kind, code);
                 self.reset_stream(id, code.code());
             }
+            Failure::Unauthorized => self.reset_stream(id, ErrorCode::Unauthorized.code()),
         }
     }
 
@@ -328,6 +331,9 @@ impl Session {
                     None => false,
                     Some(mut req) => {
                         req.broadcast = self.absolute(&req.broadcast);
+                        if !self.may_get(&req.broadcast) {
+                            return Err(self.unauthorized("subscribe", &req.broadcast));
+                        }
                         s.kind = Kind::ServeSubscribe { requested: true };
                         self.served.insert(
                             id,
@@ -361,6 +367,9 @@ impl Session {
                     None => false,
                     Some(req) => {
                         let broadcast = self.absolute(&req.broadcast);
+                        if !self.may_get(&broadcast) {
+                            return Err(self.unauthorized("track", &broadcast));
+                        }
                         self.events.push(Event::TrackRequest {
                             stream: id,
                             broadcast,
@@ -376,6 +385,9 @@ impl Session {
                     None => false,
                     Some(mut request) => {
                         request.broadcast = self.absolute(&request.broadcast);
+                        if !self.may_get(&request.broadcast) {
+                            return Err(self.unauthorized("fetch", &request.broadcast));
+                        }
                         self.events.push(Event::Fetch {
                             stream: id,
                             request,
@@ -508,6 +520,10 @@ impl Session {
         }
         let prefix = self.announce_prefixes.get(&id).map_or("", |p| p.as_str());
         let path = path::join(prefix, &path::normalize(&suffix));
+        if self.grant.as_ref().is_some_and(|g| !g.may_put(&path)) {
+            tracing::warn!(%path, root = %self.root, "announcement outside the session's grant, ignored");
+            return Ok(true);
+        }
         self.events.push(Event::Announced {
             stream: id,
             path,
@@ -581,14 +597,19 @@ impl Session {
     }
 
     fn on_setup(&mut self, setup: Setup) {
-        if self.conn.is_server() && self.phase == Phase::AwaitSetup {
-            self.root = setup
-                .path
-                .as_deref()
-                .map(path::normalize)
-                .unwrap_or_default();
-            tracing::debug!(root = %self.root, "peer setup");
-            self.become_ready();
+        if self.conn.is_server() && self.phase == Phase::AwaitSetup && self.admitting.is_none() {
+            // The path travels with its query (`?jwt=...`); the root is the path alone.
+            let (target, jwt) = crate::auth::split_target(setup.path());
+            self.root = path::normalize(target);
+            tracing::debug!(root = %self.root, token = jwt.is_some(), "peer setup");
+            self.admit(jwt.as_deref());
         }
+    }
+
+    /// Refuses a request for `path` outside the session's grant: logged, reset with
+    /// `Unauthorized`, and nothing of it kept.
+    fn unauthorized(&self, request: &'static str, path: &str) -> Failure {
+        tracing::warn!(request, path, root = %self.root, "request outside the session's grant, refused");
+        Failure::Unauthorized
     }
 }

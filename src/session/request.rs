@@ -8,8 +8,26 @@ use crate::wire::{AnnounceRequest, ControlType, ErrorCode, Message, Subscribe, T
 
 impl Session {
     /// Asks the peer for announcements under `prefix` (absolute); answers arrive as
-    /// [`Event::Announced`] on the returned stream.
+    /// [`Event::Announced`] on the returned stream. A session with a grant is asked only
+    /// under the prefixes it may publish (one request each; none if it may publish
+    /// nothing), as moq-relay does; the first request's stream is returned.
     pub fn request_announces(&mut self, prefix: &str) -> Option<u64> {
+        let Some(grant) = &self.grant else {
+            return self.request_announces_under(prefix);
+        };
+        let prefixes = grant.put_within(prefix);
+        if prefixes.is_empty() {
+            tracing::debug!(root = %self.root, "session may publish nothing, not asking for its broadcasts");
+        }
+        let mut first = None;
+        for prefix in prefixes {
+            let id = self.request_announces_under(&prefix);
+            first = first.or(id);
+        }
+        first
+    }
+
+    fn request_announces_under(&mut self, prefix: &str) -> Option<u64> {
         let rel = self.relative(prefix)?.to_string();
         let id = self.open_bidi(Kind::AnnounceReplies { origin: None });
         self.announce_prefixes.insert(id, prefix.to_string());

@@ -16,12 +16,14 @@ use crate::wire::{
 impl Session {
     /// Starts answering an announce interest: lite-05 sends ANNOUNCE_OK with the count of
     /// `initial`, then each entry; older versions just the entries.
+    /// Broadcasts the peer may not subscribe to are left out.
     pub fn reply_announces(&mut self, stream: u64, initial: &[(&str, &[u64])]) {
         let Some(version) = self.version else { return };
         if version.has_announce_ok() {
+            let visible = initial.iter().filter(|(p, _)| self.may_get(p)).count();
             let ok = AnnounceOk {
                 origin: self.config.origin,
-                active: initial.len() as u64,
+                active: visible as u64,
             };
             self.write_msg(stream, &ok);
         }
@@ -31,8 +33,12 @@ impl Session {
     }
 
     /// Tells the peer that `broadcast` (absolute) is active or ended on announce `stream`.
+    /// Nothing is said of a broadcast the peer may not subscribe to.
     pub fn announce(&mut self, stream: u64, broadcast: &str, hops: &[u64], active: bool) {
         let Some(version) = self.version else { return };
+        if !self.may_get(broadcast) {
+            return;
+        }
         let Some(prefix) = self.announcing.get(&stream) else {
             return;
         };

@@ -26,6 +26,19 @@ const SERVER: &str = "10.0.0.1:4443";
 
 impl Pair {
     fn new(version: Version) -> Self {
+        let client = SessionConfig {
+            path: Some("/anon".into()),
+            ..SessionConfig::default()
+        };
+        Self::with(version, client, SessionConfig::default())
+    }
+
+    /// A pair whose sessions have these settings.
+    fn with(
+        version: Version,
+        client_session: SessionConfig,
+        server_session: SessionConfig,
+    ) -> Self {
         let identity = crate::tls::self_signed().expect("certificate");
         let mut server_config = quic::server_config(
             &identity.cert.to_string_lossy(),
@@ -55,13 +68,9 @@ impl Pair {
             &mut server_config,
         )
         .unwrap();
-        let client_session = SessionConfig {
-            path: Some("/anon".into()),
-            ..SessionConfig::default()
-        };
         let mut pair = Self {
             client: Session::new(client, client_session),
-            server: Session::new(server, SessionConfig::default()),
+            server: Session::new(server, server_session),
             client_events: Vec::new(),
             server_events: Vec::new(),
             now: Instant::now(),
@@ -372,3 +381,6 @@ fn a_broadcast_ends_for_a_subscriber_only_after_its_track_ended_and_a_grace() {
         "the end of the broadcast arrives after the grace"
     );
 }
+
+#[path = "auth_tests.rs"]
+mod auth;
