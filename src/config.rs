@@ -67,6 +67,14 @@ pub struct RelayFile {
     pub http_bind: Option<SocketAddr>,
     /// `false`: no HTTP side door (`--no-http`).
     pub http: Option<bool>,
+    /// Names of the generated certificate (`--tls-generate`).
+    pub tls_generate: Option<Vec<String>>,
+    /// How long a drain serves open sessions, e.g. `"10s"` (`--drain-timeout`).
+    pub drain_timeout: Option<String>,
+    /// Where a drain's GOAWAY sends clients (`--drain-redirect`).
+    pub drain_redirect: Option<String>,
+    /// `"text"` or `"json"` (`--log-format`).
+    pub log_format: Option<String>,
     #[serde(default)]
     pub cache: CacheSection,
     #[serde(default)]
@@ -226,6 +234,13 @@ mod tests {
             file.eager_rules().unwrap(),
             vec!["live/*=video,audio".parse().unwrap()]
         );
+    }
+
+    #[test]
+    fn the_deployment_example_parses() {
+        let file = RelayFile::parse(include_str!("../deploy/relay.toml")).unwrap();
+        assert_eq!(file.bind, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(file.drain_timeout.as_deref(), Some("10s"));
     }
 
     #[test]

@@ -16,5 +16,6 @@ pub mod net;
 pub mod relay;
 pub mod session;
 pub mod shard;
+pub mod signals;
 pub mod tls;
 pub mod wire;

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::Arc;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -114,6 +113,39 @@ struct RelayArgs {
     /// Serve no HTTP side door (bind no TCP port).
     #[arg(long)]
     no_http: bool,
+    #[command(flatten)]
+    ops: OpsArgs,
+}
+
+/// Running the relay as a service: the generated certificate, the drain, log format.
+#[derive(Args, Debug)]
+struct OpsArgs {
+    /// Names (host names or IP addresses) of the generated self-signed certificate
+    /// (ECDSA P-256, valid 14 days), comma-separated.
+    #[arg(
+        long,
+        value_name = "NAME,...",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1",
+        conflicts_with = "cert"
+    )]
+    tls_generate: Vec<String>,
+    /// On SIGTERM or SIGINT, how long the relay goes on serving its sessions (after
+    /// refusing new ones and sending GOAWAY) before it closes what remains and exits.
+    #[arg(long, default_value = "10s", value_parser = bench::parse_duration)]
+    drain_timeout: std::time::Duration,
+    /// Where a drain's GOAWAY tells clients to reconnect (default: nowhere in particular).
+    #[arg(long, value_name = "URL")]
+    drain_redirect: Option<Url>,
+    /// Log lines as text or as one JSON object each (for log shippers).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Tokens as moq-relay checks them: a JWT in the URL's `jwt` query parameter.
@@ -259,15 +291,17 @@ fn versions_or_all(v: Vec<Version>) -> Vec<Version> {
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -277,14 +311,16 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_on_usage_error(e));
     let result = match cli.command {
         Command::Relay(mut args) => {
-            init_logging("info");
             let given = matches
                 .subcommand_matches("relay")
                 .expect("relay arguments");
-            apply_config_file(&mut args, given).and_then(|()| relay(*args))
+            apply_config_file(&mut args, given).and_then(|()| {
+                init_logging("info", args.ops.log_format);
+                relay(*args)
+            })
         }
         Command::Pub(args) => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             let options = PublishOptions {
                 broadcast: absolute(&args.client),
                 track: args.client.track.clone(),
@@ -295,7 +331,7 @@ fn main() -> ExitCode {
             client::run(connect(args.client), Publisher::new(options)).map_err(|e| e.to_string())
         }
         Command::Sub(args) => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             let options = SubscribeOptions {
                 broadcast: absolute(&args.client),
                 track: args.client.track.clone(),
@@ -306,7 +342,7 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())
         }
         Command::Bench(args) => {
-            init_logging("warn");
+            init_logging("warn", LogFormat::Text);
             run_bench(args)
         }
     };
@@ -493,6 +529,23 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
     if from_file("auth_public") {
         args.auth.auth_public = file.auth_public.clone();
     }
+    if from_file("tls_generate") && from_file("cert") {
+        set(true, &mut args.ops.tls_generate, file.tls_generate.clone());
+    }
+    if let (true, Some(timeout)) = (from_file("drain_timeout"), &file.drain_timeout) {
+        args.ops.drain_timeout = bench::parse_duration(timeout)
+            .map_err(|e| format!("{}: drain_timeout: {e}", path.display()))?;
+    }
+    if let (true, Some(url)) = (from_file("drain_redirect"), &file.drain_redirect) {
+        let url = url
+            .parse()
+            .map_err(|e| format!("{}: drain_redirect {url:?}: {e}", path.display()))?;
+        args.ops.drain_redirect = Some(url);
+    }
+    if let (true, Some(format)) = (from_file("log_format"), &file.log_format) {
+        args.ops.log_format = <LogFormat as clap::ValueEnum>::from_str(format, false)
+            .map_err(|_| format!("{}: log_format {format:?}: text or json", path.display()))?;
+    }
     args.cache.extend(file.cache_rules()?);
     args.eager.extend(file.eager_rules()?);
     Ok(())
@@ -576,7 +629,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
     }
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => tls::from_files(cert, key),
-        _ => tls::self_signed(),
+        _ => tls::generate(&args.ops.tls_generate),
     }
     .map_err(|e| e.to_string())?;
     let versions = versions_or_all(args.versions);
@@ -591,20 +644,38 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             moqring::relay::MAX_SHARDS
         ));
     }
-    let quic = cores
-        .iter()
-        .map(|_| {
-            moqring::net::quic::server_config(
-                &identity.cert.to_string_lossy(),
-                &identity.key.to_string_lossy(),
-                &versions,
-                args.idle_timeout_ms,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("loading certificate: {e}"))?;
+    let shards = cores.len();
+    let idle_timeout_ms = args.idle_timeout_ms;
+    let quic_versions = versions.clone();
+    // One QUIC configuration per shard (quiche's is not `Clone`), from the identity's files.
+    let quic_for = move |identity: &tls::Identity| {
+        (0..shards)
+            .map(|_| {
+                moqring::net::quic::server_config(
+                    &identity.cert.to_string_lossy(),
+                    &identity.key.to_string_lossy(),
+                    &quic_versions,
+                    idle_timeout_ms,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("loading certificate: {e}"))
+    };
+    let quic = quic_for(&identity)?;
+    // SIGHUP reads the certificate files again; a generated certificate has none.
+    let reload: Option<moqring::signals::Reload> = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (cert.clone(), key.clone());
+            Some(Box::new(move || {
+                let identity = tls::from_files(&cert, &key).map_err(|e| e.to_string())?;
+                Ok((quic_for(&identity)?, identity.fingerprint.clone()))
+            }))
+        }
+        _ => None,
+    };
     // quiche has read the files; a generated certificate's temporary copy can go.
     let fingerprint = identity.fingerprint.clone();
+    let shown = tls::SharedFingerprint::from(fingerprint.as_str());
     drop(identity);
     tracing::info!(
         max_frame_size = args.max_frame_size,
@@ -621,9 +692,23 @@ fn relay(args: RelayArgs) -> Result<(), String> {
     );
     let auth = load_auth(&args.auth)?;
     let origin = std::process::id() as u64 | 1 << 32;
-    let shards = cores.len();
     let pin = !args.no_pin;
     let metrics = Arc::new(Metrics::new(shards));
+    let control = Arc::new(shard::Control::new(shards));
+    let draining = metrics.clone();
+    moqring::signals::spawn(moqring::signals::Handlers {
+        control: control.clone(),
+        drain_timeout: args.ops.drain_timeout,
+        redirect: args
+            .ops
+            .drain_redirect
+            .as_ref()
+            .map_or(String::new(), Url::to_string),
+        reload,
+        on_drain: Box::new(move || draining.set_draining()),
+        fingerprint: shown.clone(),
+    })
+    .map_err(|e| format!("signal handlers: {e}"))?;
     let config = ShardConfig {
         bind: args.bind,
         quic,
@@ -647,6 +732,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         },
         max_connections: args.max_connections,
         metrics: metrics.clone(),
+        control,
     };
     let http = (!args.no_http).then_some(args.http_bind);
     let alpns: Vec<String> = versions.iter().map(|v| v.to_string()).collect();
@@ -656,7 +742,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         let http = match http {
             Some(bind) => {
                 let site = moqring::http::Site {
-                    fingerprint: fingerprint.clone(),
+                    fingerprint: shown,
                     metrics,
                 };
                 let bind = bind.unwrap_or(addr);

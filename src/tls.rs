@@ -42,14 +42,32 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     }
 }
 
+/// The names a generated certificate carries by default.
+pub const DEFAULT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// How long a generated certificate is valid: browsers pin a certificate by its hash
+/// (WebTransport `serverCertificateHashes`) only when it is valid for 14 days at most.
+pub const GENERATED_VALIDITY: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
 /// Generates a self-signed certificate for `localhost` and the loopback addresses.
 pub fn self_signed() -> Result<Identity, TlsError> {
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let certified = rcgen::generate_simple_self_signed(names)?;
+    let names: Vec<String> = DEFAULT_NAMES.iter().map(|n| n.to_string()).collect();
+    generate(&names)
+}
+
+/// Generates a self-signed ECDSA P-256 certificate for `names` (host names or IP
+/// addresses), valid from a minute ago for [`GENERATED_VALIDITY`].
+pub fn generate(names: &[String]) -> Result<Identity, TlsError> {
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(1);
+    params.not_after = params.not_before + GENERATED_VALIDITY;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.self_signed(&key)?;
+    let certified = rcgen::CertifiedKey {
+        cert,
+        signing_key: key,
+    };
     let dir = std::env::temp_dir().join(format!("moqring-{}-{}", std::process::id(), nonce()));
     create_private_dir(&dir)?;
     let cert = dir.join("cert.pem");
@@ -76,6 +94,29 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
         fingerprint: fingerprint(&der),
         temp_dir: None,
     })
+}
+
+/// The fingerprint of the certificate in use, shared by the threads that show it (the
+/// HTTP side door) and the one that replaces it (a SIGHUP reload).
+#[derive(Debug, Clone, Default)]
+pub struct SharedFingerprint(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl SharedFingerprint {
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, fingerprint: &str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint.to_string();
+    }
+}
+
+impl From<&str> for SharedFingerprint {
+    fn from(fingerprint: &str) -> Self {
+        let shared = Self::default();
+        shared.set(fingerprint);
+        shared
+    }
 }
 
 /// Lowercase hex SHA-256 of a DER certificate.
@@ -128,6 +169,39 @@ mod tests {
         drop(again);
         drop(id);
         assert!(!dir.exists(), "temporary certificate directory removed");
+    }
+
+    #[test]
+    fn generated_certificates_are_ecdsa_p256_for_14_days_with_the_names_asked_for() {
+        let names = vec!["relay.example".to_string(), "10.1.2.3".to_string()];
+        let id = generate(&names).unwrap();
+        let pem = std::fs::read_to_string(&id.cert).unwrap();
+        let der = first_certificate(&pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let validity = cert.validity();
+        let seconds = validity.not_after.timestamp() - validity.not_before.timestamp();
+        assert_eq!(seconds, 14 * 86_400);
+        assert!(validity.is_valid(), "valid now");
+        assert_eq!(
+            cert.public_key().algorithm.algorithm,
+            x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
+        );
+        let curve = cert.public_key().algorithm.parameters.as_ref().unwrap();
+        assert_eq!(
+            curve.as_oid().unwrap(),
+            x509_parser::oid_registry::OID_EC_P256
+        );
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let got: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["DNSName(relay.example)", "IPAddress(0a:01:02:03)"]
+        );
     }
 
     #[test]

@@ -377,6 +377,10 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
         "[cache]",
         "[[cache.rule]]",
         "[[eager]]",
+        "tls_generate",
+        "drain_timeout",
+        "drain_redirect",
+        "log_format",
     ] {
         assert!(text.contains(key), "README's example lacks {key}");
     }
@@ -401,6 +405,8 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
         "live/*:audio=bytes=1000",
         "--eager",
         "news/*=video",
+        "--log-format",
+        "text",
     ])
     .await?;
     assert!(relay.addr.ip().is_loopback(), "{}", relay.addr);
@@ -441,8 +447,10 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
         relay.line("certificate sha256 fingerprint: "),
         identity.fingerprint
     );
-    let settings = relay.logged(" settings", 1).await?;
-    assert!(settings.contains("max_queued_bytes=8388608"), "{settings}");
+    // The file's log format: one JSON object a line.
+    let settings = relay.logged("\"message\":\"settings\"", 1).await?;
+    let json: serde_json::Value = serde_json::from_str(&settings)?;
+    assert_eq!(json["fields"]["max_queued_bytes"], 8388608, "{json}");
     relay.logged("shard listening", 1).await?;
     let pid = relay.proc.id().context("pid")?;
     assert_eq!(shard_affinity(pid)?, vec![(0, core.to_string())]);
@@ -463,7 +471,22 @@ fn tempdir(label: &str) -> Result<PathBuf> {
 
 #[tokio::test]
 async fn every_bench_flag_runs_a_measurement() -> Result<()> {
-    let relay = Started::relay(&["relay", "--bind", "127.0.0.1:0", "--threads", "1"]).await?;
+    let relay = Started::relay(&[
+        "relay",
+        "--bind",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+        "--tls-generate",
+        "localhost,127.0.0.1",
+        "--drain-timeout",
+        "500ms",
+        "--drain-redirect",
+        "moql://other.example:4443/",
+        "--log-format",
+        "text",
+    ])
+    .await?;
     let pid = relay.proc.id().context("pid")?.to_string();
     let fingerprint = relay.line("certificate sha256 fingerprint: ").to_string();
     let cpus: Vec<String> = moqring::shard::available_cores()
@@ -607,6 +630,19 @@ async fn bad_values_get_one_line_naming_them() -> Result<()> {
         (vec!["relay", "--config", s(&both)], "threads"),
         (vec!["relay", "--config", s(&zero)], "idle_timeout_ms"),
         (vec!["relay", "--no-such-flag"], "--no-such-flag"),
+        (
+            vec!["relay", "--drain-timeout", "1e300s"],
+            "--drain-timeout",
+        ),
+        (
+            vec!["relay", "--drain-redirect", "not a url"],
+            "--drain-redirect",
+        ),
+        (vec!["relay", "--log-format", "xml"], "--log-format"),
+        (
+            vec!["relay", "--tls-generate", "a", "--cert", "c", "--key", "k"],
+            "--tls-generate",
+        ),
         (vec!["bench", url, "--duration", "1e300s"], "--duration"),
         (vec!["bench", url, "--warmup", "1e300s"], "--warmup"),
         (vec!["bench", url, "--drain", "1e300s"], "--drain"),

@@ -146,9 +146,17 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
         let mut closed = false;
         for event in events.drain(..) {
             closed |= event == Event::Closed;
+            if let Event::GoAway { uri } = &event {
+                tracing::warn!(redirect = %uri, "the relay is going away (GOAWAY)");
+            }
             app.on_event(&mut session, event);
         }
         if let Some(result) = app.poll(&mut session, now) {
+            // Say goodbye, so the relay frees the session now rather than at its idle
+            // timeout; the close packet is best effort.
+            session.flush(now);
+            let _ = session.conn_mut().close(false, 0x0, b"done");
+            let _ = io.send_from(session.conn_mut(), &mut out);
             return result;
         }
         if closed {

@@ -11,8 +11,8 @@ pub const MAX_HEAD: usize = 8 << 10;
 
 /// What the routes serve.
 pub struct Site {
-    /// Hex SHA-256 of the certificate's DER.
-    pub fingerprint: String,
+    /// Hex SHA-256 of the certificate's DER (replaced when SIGHUP reloads it).
+    pub fingerprint: crate::tls::SharedFingerprint,
     pub metrics: std::sync::Arc<Metrics>,
 }
 
@@ -136,7 +136,7 @@ pub fn respond(request: &Request, site: &Site) -> Response {
         return Response::text(405, "only GET\n");
     }
     match path {
-        "/certificate.sha256" => Response::text(200, site.fingerprint.clone()),
+        "/certificate.sha256" => Response::text(200, site.fingerprint.get()),
         "/health" => health(&site.metrics),
         "/metrics" => Response {
             status: 200,

@@ -188,19 +188,33 @@ pub fn set_segment(socket: &UdpSocket, segment: usize) -> bool {
 }
 
 fn set_buffer(socket: &UdpSocket, option: libc::c_int) {
-    let size = SOCKET_BUFFER as libc::c_int;
-    // SAFETY: the fd is a live socket owned by `socket`, and we pass a pointer to a local
-    // c_int with its exact size, as setsockopt(2) requires.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            &size as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+    let sock = socket2::SockRef::from(socket);
+    let (set, name, sysctl) = match option {
+        libc::SO_RCVBUF => (
+            sock.set_recv_buffer_size(SOCKET_BUFFER),
+            "SO_RCVBUF",
+            "net.core.rmem_max",
+        ),
+        _ => (
+            sock.set_send_buffer_size(SOCKET_BUFFER),
+            "SO_SNDBUF",
+            "net.core.wmem_max",
+        ),
     };
-    if rc != 0 {
-        tracing::debug!(option, "could not size socket buffer");
+    let got = match option {
+        libc::SO_RCVBUF => sock.recv_buffer_size(),
+        _ => sock.send_buffer_size(),
+    };
+    // Linux reports twice what it granted (the doubling covers its bookkeeping).
+    let granted = got.map(|g| g / 2).unwrap_or(0);
+    if set.is_err() || granted < SOCKET_BUFFER {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                asked = SOCKET_BUFFER,
+                granted,
+                "the kernel granted a smaller UDP {name} than asked: bursts may be dropped; raise {sysctl} (README: Deployment)"
+            );
+        }
     }
 }

@@ -429,6 +429,8 @@ impl Relay {
                 }
             }
             Event::Closed => self.remove_session(key, sessions),
+            // Only client sessions hear GOAWAY; a relay's sessions are servers.
+            Event::GoAway { .. } => {}
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod ended;
 mod frame;
+mod goaway;
 pub mod path;
 mod recv;
 mod request;
@@ -121,6 +122,9 @@ pub enum Event {
         token: usize,
         result: Result<Vec<Frame>, ErrorCode>,
     },
+    /// The relay is going away (GOAWAY; client sessions only): reconnect to `uri`, if
+    /// any, or later.
+    GoAway { uri: String },
     /// The connection is closed; drop the session after handling this.
     Closed,
 }

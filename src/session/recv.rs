@@ -10,8 +10,8 @@ use super::{path, Delivery, Event, Phase, Served, Session};
 use crate::session::Frame;
 use crate::wire::{
     Announce, AnnounceOk, AnnounceRequest, ControlType, DataType, DecodeError, ErrorCode, Fetch,
-    FrameHeader, GroupHeader, Message, Setup, Subscribe, SubscribeResponse, SubscribeUpdate,
-    TrackInfo, TrackRequest, Version,
+    FrameHeader, Goaway, GroupHeader, Message, Setup, Subscribe, SubscribeResponse,
+    SubscribeUpdate, TrackInfo, TrackRequest, Version,
 };
 
 /// Smallest free space offered to quiche for one read (so the smallest receive buffer a
@@ -35,6 +35,8 @@ pub(super) enum Kind {
     },
     ServeTrack,
     ServeFetch,
+    /// A GOAWAY from the relay (client sessions only).
+    GoAway,
     Setup,
     GroupHead,
     Group {
@@ -381,6 +383,14 @@ impl Session {
                         true
                     }
                 },
+                Kind::GoAway => match s.take::<Goaway>(v)? {
+                    None => false,
+                    Some(goaway) => {
+                        self.events.push(Event::GoAway { uri: goaway.uri });
+                        s.kind = Kind::Discard;
+                        true
+                    }
+                },
                 Kind::ServeFetch => match s.take::<Fetch>(v)? {
                     None => false,
                     Some(mut request) => {
@@ -477,7 +487,9 @@ impl Session {
             ControlType::Subscribe => Kind::ServeSubscribe { requested: false },
             ControlType::Track if v.has_track_stream() => Kind::ServeTrack,
             ControlType::Fetch if v.has_track_stream() => Kind::ServeFetch,
-            // Probing is optional: we measure nothing, so the stream is refused.
+            ControlType::Goaway if !self.conn.is_server() && v.has_goaway() => Kind::GoAway,
+            // Probing is optional: we measure nothing, so the stream is refused; a relay
+            // takes no GOAWAY from its clients.
             ControlType::Probe | ControlType::Fetch | ControlType::Goaway => {
                 return Err(Failure::Stream(ErrorCode::Unsupported))
             }

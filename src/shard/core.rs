@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
+use super::control::Orders;
 use super::link::{Links, Mail, Message};
 use super::peers::Peers;
 use super::{Admission, Table};
@@ -111,6 +112,23 @@ impl Core {
 
     pub fn table(&self) -> &Table {
         &self.table
+    }
+
+    /// Carries out the orders of the signal thread (see [`super::control`]).
+    pub fn obey(&mut self, orders: Orders) {
+        if let Some(quic) = orders.quic {
+            self.table.set_quic(quic);
+            info!("certificate reloaded: new connections get the new one");
+        }
+        if let Some(drain) = orders.drain {
+            info!(redirect = %drain.redirect, "draining: new connections refused, GOAWAY sent");
+            self.table.drain(&drain.redirect);
+        }
+    }
+
+    /// Ends a drain: closes every connection of this shard cleanly.
+    pub fn close_all(&mut self) {
+        self.table.close_all("relay shutting down");
     }
 
     /// Routes one datagram from the socket: to its connection here, or on to the shard its

@@ -10,6 +10,7 @@
 //! socket is readable, mail arrives or the earliest timer fires.
 
 mod admission;
+mod control;
 mod core;
 mod cores;
 mod link;
@@ -32,6 +33,7 @@ use crate::net::udp::UdpIo;
 use crate::relay::{RelayConfig, Topology, MAX_SHARDS};
 use crate::session::SessionConfig;
 pub use admission::Admission;
+pub use control::{Control, Drain};
 pub use core::Core;
 pub use cores::{
     available as available_cores, parse_list as parse_cores, plan as plan_cores, CoreList,
@@ -68,14 +70,16 @@ pub struct ShardConfig {
     pub steer: bool,
     /// Where the shards publish their metrics (one slot per shard).
     pub metrics: Arc<Metrics>,
+    /// Orders from the signal thread: drain, reloaded certificates.
+    pub control: Arc<Control>,
 }
 
 /// Reports the bound address once the sockets are open (before the shards start); an
 /// error stops the relay.
 pub type OnBound = Box<dyn FnOnce(SocketAddr) -> std::io::Result<()> + Send>;
 
-/// Binds the relay's sockets, starts one thread per shard and runs until a shard ends
-/// (which only an error does).
+/// Binds the relay's sockets, starts one thread per shard and runs until a shard fails or
+/// every shard has drained.
 pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
     let shards = config.quic.len();
     if shards == 0 || shards > MAX_SHARDS {
@@ -90,6 +94,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| flume::bounded::<Mail>(MAILBOX_CAPACITY))
         .unzip();
+    config.control.wake_through(senders.clone());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let admission = Admission::new(config.max_connections);
     let parts = group
@@ -113,6 +118,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
                 full: Cell::new(0),
             },
             metrics: config.metrics.shard(index).clone(),
+            control: config.control.clone(),
         };
         let done = done_tx.clone();
         std::thread::Builder::new()
@@ -129,10 +135,15 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
             })?;
     }
     drop(done_tx);
-    match done_rx.recv() {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::other("a shard thread panicked")),
+    for _ in 0..shards {
+        match done_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::Error::other("a shard thread panicked")),
+        }
     }
+    info!("drained: every shard has stopped");
+    Ok(())
 }
 
 /// One shard before its thread starts.
@@ -146,6 +157,7 @@ struct Shard {
     admission: Admission,
     mailbox: Mailbox,
     metrics: Arc<ShardMetrics>,
+    control: Arc<Control>,
 }
 
 /// A shard's ends of the mailboxes: its own inbox, and a sender to every shard's.
@@ -188,6 +200,7 @@ impl Shard {
             let io = UdpIo::from_std(self.socket)?;
             let gro = io.enable_gro();
             info!(addr = %io.local_addr(), io_uring = uring, gso = io.segment().is_some(), gro, core = ?self.core, "shard listening");
+            let shard = self.topology.shard;
             let core = Core::sharded(
                 self.quic,
                 self.session,
@@ -195,14 +208,90 @@ impl Shard {
                 self.admission,
                 self.topology,
             );
-            serve(io, core, self.mailbox, Meter::new(self.metrics)).await
+            let orders = ShardOrders {
+                control: &self.control,
+                shard,
+                seen: 0,
+                draining: None,
+            };
+            serve(io, core, self.mailbox, Meter::new(self.metrics), orders).await;
+            Ok(())
         })
     }
 }
 
-/// The event loop: receive batch and mail -> sessions and relay -> send batch and mail ->
-/// sleep until the socket, the mailbox or a timer wakes us.
-async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox, mut meter: Meter) -> ! {
+/// How long a draining shard sleeps at most, so it sees the relay's last connection leave.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// How long a shard waits for its closed connections' last packets after a drain.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// A shard's view of the signal thread's orders, and where its drain stands.
+struct ShardOrders<'a> {
+    control: &'a Control,
+    shard: usize,
+    seen: u64,
+    draining: Option<Draining>,
+}
+
+struct Draining {
+    deadline: Instant,
+    /// When the remaining connections were closed.
+    closed_at: Option<Instant>,
+}
+
+impl ShardOrders<'_> {
+    /// Carries out new orders; returns `true` once this shard has drained and may stop.
+    fn follow(&mut self, core: &mut Core, now: Instant) -> bool {
+        if let Some(orders) = self.control.take(self.shard, &mut self.seen) {
+            if let Some(drain) = &orders.drain {
+                self.draining = Some(Draining {
+                    deadline: drain.deadline,
+                    closed_at: None,
+                });
+            }
+            core.obey(orders);
+        }
+        let Some(d) = &mut self.draining else {
+            return false;
+        };
+        match d.closed_at {
+            // Every session of the relay has left, or time is up: close what remains.
+            None if core.table().relay_connections() == 0 || now >= d.deadline => {
+                if !core.table().is_empty() {
+                    info!(
+                        connections = core.table().len(),
+                        "drain timeout: closing the remaining connections"
+                    );
+                }
+                core.close_all();
+                d.closed_at = Some(now);
+                false
+            }
+            None => false,
+            Some(at) => core.table().is_empty() || now >= at + CLOSE_GRACE,
+        }
+    }
+
+    /// Caps a sleep while draining.
+    fn cap(&self, timeout: Option<Duration>) -> Option<Duration> {
+        match self.draining {
+            Some(_) => Some(timeout.map_or(DRAIN_POLL, |t| t.min(DRAIN_POLL))),
+            None => timeout,
+        }
+    }
+}
+
+/// The event loop: receive batch and mail -> orders -> sessions and relay -> send batch
+/// and mail -> sleep until the socket, the mailbox or a timer wakes us. Returns once the
+/// shard has drained.
+async fn serve(
+    io: UdpIo,
+    mut core: Core,
+    mailbox: Mailbox,
+    mut meter: Meter,
+    mut orders: ShardOrders<'_>,
+) {
     let mut batch = RecvBatch::new();
     let mut out = io.send_batch_of(SEND_BATCH);
     let local = io.local_addr();
@@ -231,6 +320,9 @@ async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox, mut meter: Meter) ->
             core.on_mail(mail, |bytes, to| io.send(bytes, to));
         }
         let now = Instant::now();
+        if orders.follow(&mut core, now) {
+            return;
+        }
         core.dispatch(now);
         core.transmit(now, &mut out, |batch| {
             meter.sent(io.send_batch(batch));
@@ -245,7 +337,7 @@ async fn serve(io: UdpIo, mut core: Core, mailbox: Mailbox, mut meter: Meter) ->
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        woken = wait(&io, timeout, &mailbox.inbox).await;
+        woken = wait(&io, orders.cap(timeout), &mailbox.inbox).await;
     }
 }
 

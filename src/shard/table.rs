@@ -25,6 +25,8 @@ pub struct Table {
     /// packets are dropped, with a rate-limited log line).
     admission: Admission,
     refusals: LogLimit,
+    /// Draining: new connections are refused, every session was sent a GOAWAY.
+    draining: bool,
     /// The first byte of every connection ID we issue: our shard index, which steers the
     /// connection's datagrams to us.
     shard: u8,
@@ -73,6 +75,7 @@ impl Table {
             session,
             admission,
             refusals: LogLimit::default(),
+            draining: false,
             shard,
             sessions: Slab::new(),
             by_cid: HashMap::new(),
@@ -236,6 +239,12 @@ impl Table {
         local: SocketAddr,
         now: Instant,
     ) -> Option<SessionKey> {
+        if self.draining {
+            if let Some(refused) = self.refusals.tick(now) {
+                info!(peer = %from, refused, "connection refused: the relay is draining");
+            }
+            return None;
+        }
         if !self.admission.try_admit() {
             self.counts.refused_limit += 1;
             if let Some(refused) = self.refusals.tick(now) {
@@ -279,6 +288,38 @@ impl Table {
         self.counts.accepted += 1;
         info!(session = key, peer = %from, "connection accepted");
         Some(key)
+    }
+
+    /// New connections get `quic` (a reloaded certificate); open ones keep theirs.
+    pub fn set_quic(&mut self, quic: quiche::Config) {
+        self.quic = quic;
+    }
+
+    /// Starts a drain: refuses new connections from now on and sends every session a
+    /// GOAWAY naming `redirect` (on versions that have one).
+    pub fn drain(&mut self, redirect: &str) {
+        self.draining = true;
+        let keys: Vec<SessionKey> = self.sessions.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(session) = self.touch(key) {
+                session.go_away(redirect);
+            }
+        }
+    }
+
+    /// Connections the whole relay holds now (every shard's).
+    pub fn relay_connections(&self) -> usize {
+        self.admission.open()
+    }
+
+    /// Closes every connection with QUIC's NO_ERROR: the end of a drain.
+    pub fn close_all(&mut self, reason: &str) {
+        let keys: Vec<SessionKey> = self.sessions.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(session) = self.touch(key) {
+                let _ = session.conn_mut().close(false, 0x0, reason.as_bytes());
+            }
+        }
     }
 
     /// Runs expired QUIC timers and activates sessions whose timers (QUIC or their own)

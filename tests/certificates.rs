@@ -1,0 +1,205 @@
+//! Certificates with the real binary: SIGHUP reloads `--cert/--key` from disk (new
+//! connections get the new certificate, open ones go on, a bad file keeps the old one),
+//! and the HTTP side door serves the fingerprint in use.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Copies `identity`'s files over `cert` and `key`.
+fn install(identity: &moqring::tls::Identity, cert: &Path, key: &Path) -> Result<()> {
+    std::fs::copy(&identity.cert, cert)?;
+    std::fs::copy(&identity.key, key)?;
+    Ok(())
+}
+
+async fn hup(pid: u32) -> Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -HUP {pid}: {status}");
+    Ok(())
+}
+
+/// Waits until the relay's log holds `needle` `count` times.
+async fn logged(relay: &ChildProc, needle: &str, count: usize) -> Result<()> {
+    within(&format!("{count} x {needle:?} in the relay's log"), async {
+        while relay.log_tail().matches(needle).count() < count {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .map_err(|e| relay.with_log(e))
+}
+
+/// The body of `GET path` from the relay's HTTP side door.
+async fn http_body(relay: &Relay, path: &str) -> Result<String> {
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
+    let mut reply = String::new();
+    within("an HTTP reply", tcp.read_to_string(&mut reply)).await??;
+    let (_, body) = reply.split_once("\r\n\r\n").context("no HTTP body")?;
+    Ok(body.trim().to_string())
+}
+
+/// A `moqring sub` of `r/t` from group 0 that accepts only the certificate `fingerprint`,
+/// its output gathered as it comes.
+struct Pinned {
+    proc: ChildProc,
+    got: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Pinned {
+    fn spawn(relay: &Relay, fingerprint: &str) -> Result<Self> {
+        let url = relay.url("anon").to_string();
+        let mut proc = ChildProc::spawn(
+            "pinned sub",
+            moqring_command([
+                "sub",
+                url.as_str(),
+                "--broadcast",
+                "r",
+                "--track",
+                "t",
+                "--start-group",
+                "0",
+                "--tls-fingerprint",
+                fingerprint,
+            ]),
+        )?;
+        proc.close_stdin();
+        let mut stdout = proc.take_stdout().context("sub stdout")?;
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n @ 1..) = stdout.read(&mut buf).await {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Ok(Self { proc, got, reader })
+    }
+
+    /// Waits until it has received at least `n` bytes (so it is subscribed).
+    async fn received(&self, n: usize) -> Result<()> {
+        within(&format!("{n} bytes at the pinned sub"), async {
+            while self.got.lock().unwrap().len() < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .map_err(|e| self.proc.with_log(e))
+    }
+
+    async fn output(mut self) -> Result<Vec<u8>> {
+        self.proc.wait_success().await?;
+        within("the sub's stdout to close", &mut self.reader).await??;
+        let got = self.got.lock().unwrap().clone();
+        Ok(got)
+    }
+}
+
+#[tokio::test]
+async fn sighup_swaps_the_certificate_for_new_connections_and_a_bad_file_keeps_the_old(
+) -> Result<()> {
+    let shards = moqring::shard::available_cores().len();
+    let first = moqring::tls::self_signed()?;
+    let second = moqring::tls::self_signed()?;
+    let dir = std::env::temp_dir().join(format!("moqring-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    install(&first, &cert, &key)?;
+    let mut relay = Relay::start_with(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ])
+    .await?;
+    let pid = relay.process().id().context("relay pid")?;
+    assert_eq!(
+        http_body(&relay, "/certificate.sha256").await?,
+        first.fingerprint
+    );
+
+    // A publisher and a subscriber connected before the reload go on after it.
+    let data = Rng::seeded("reload").bytes(60_000);
+    let url = relay.url("anon").to_string();
+    let mut publisher = ChildProc::spawn(
+        "moqring pub",
+        moqring_command([
+            "pub",
+            url.as_str(),
+            "--broadcast",
+            "r",
+            "--track",
+            "t",
+            "--frame-size",
+            "1000",
+            "--group-frames",
+            "10",
+            "--tls-fingerprint",
+            &first.fingerprint,
+        ]),
+    )?;
+    let mut stdin = publisher.take_stdin().context("pub stdin")?;
+    let early = Pinned::spawn(&relay, &first.fingerprint)?;
+    stdin.write_all(&data[..30_000]).await?;
+    stdin.flush().await?;
+    early.received(30_000).await?;
+
+    install(&second, &cert, &key)?;
+    hup(pid).await?;
+    logged(relay.process(), "new connections get the new one", shards).await?;
+    assert_eq!(
+        http_body(&relay, "/certificate.sha256").await?,
+        second.fingerprint
+    );
+
+    // New connections get the new certificate: pinning the old one fails, the new works.
+    let mut stale = Pinned::spawn(&relay, &first.fingerprint)?;
+    let fresh = Pinned::spawn(&relay, &second.fingerprint)?;
+    fresh.received(30_000).await?;
+    let status = stale.proc.wait_for(TIMEOUT).await?;
+    assert!(
+        !status.success(),
+        "a subscriber pinning the old certificate got in"
+    );
+    assert!(
+        stale.proc.log_tail().contains("fingerprint"),
+        "{}",
+        stale.proc.log_tail()
+    );
+
+    // A broken file is refused with a reason; the certificate in use stays.
+    std::fs::write(&cert, "not a certificate")?;
+    hup(pid).await?;
+    logged(relay.process(), "keeping the old certificate", 1).await?;
+    let after = Pinned::spawn(&relay, &second.fingerprint)?;
+    after.received(30_000).await?;
+    assert_eq!(
+        http_body(&relay, "/certificate.sha256").await?,
+        second.fingerprint
+    );
+
+    stdin.write_all(&data[30_000..]).await?;
+    drop(stdin);
+    publisher.wait_success().await?;
+    for (sub, what) in [
+        (early, "connected before"),
+        (fresh, "after"),
+        (after, "after a bad reload"),
+    ] {
+        assert_bytes_eq(&sub.output().await?, &data, &format!("a subscriber {what}"));
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
