@@ -381,6 +381,7 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
         "drain_timeout",
         "drain_redirect",
         "log_format",
+        "http_bind",
     ] {
         assert!(text.contains(key), "README's example lacks {key}");
     }
@@ -407,6 +408,8 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
         "news/*=video",
         "--log-format",
         "text",
+        "--http-bind",
+        "127.0.0.1:0",
     ])
     .await?;
     assert!(relay.addr.ip().is_loopback(), "{}", relay.addr);
