@@ -300,3 +300,34 @@ async fn key_settings_come_from_flags_or_the_config_file_and_bad_keys_stop_the_r
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moqring_pub_and_sub_carry_their_tokens_in_the_url() -> Result<()> {
+    let keys = Keys::new("clients")?;
+    let relay = Relay::start_with(&["--auth-key", keys.path()]).await?;
+    let put = keys.sign(Claims::default().with_root("demo").with_publish(["cam"]));
+    let get = keys.sign(Claims::default().with_root("demo").with_subscribe(["cam"]));
+    let data = Rng::seeded("client-tokens").bytes(100_000);
+    let sub = MoqringSub::spawn_with(
+        &with_jwt(&relay, "demo", &get),
+        "cam",
+        "t",
+        None,
+        &["--start-group", "0"],
+    )?;
+    let options = PubOptions {
+        frame_size: Some(1000),
+        group_frames: Some(10),
+        alpn: None,
+    };
+    let publisher = MoqringPub::spawn(
+        &with_jwt(&relay, "demo", &put),
+        "cam",
+        "t",
+        &options,
+        data.to_vec(),
+    )?;
+    publisher.finish().await?;
+    assert_bytes_eq(&sub.output().await?, &data, "moqring pub -> sub with tokens");
+    Ok(())
+}

@@ -197,7 +197,11 @@ pub(crate) fn new_session(
     )?;
     let session_config = SessionConfig {
         origin: u64::from(u32::from_le_bytes(origin)) | 1,
-        path: Some(connect.url.path().to_string()),
+        // The query travels with the path (lite-05 SETUP): it may carry a `jwt` token.
+        path: Some(match connect.url.query() {
+            Some(query) => format!("{}?{query}", connect.url.path()),
+            None => connect.url.path().to_string(),
+        }),
         ..SessionConfig::default()
     };
     Ok(Session::new(conn, session_config))
