@@ -55,6 +55,7 @@ async fn log_contains(proc: &ChildProc, needle: &str) -> Result<()> {
         }
     })
     .await
+    .map_err(|err| proc.with_log(err))
 }
 
 /// Reads exactly `n` bytes of a child's stdout.
@@ -117,6 +118,59 @@ async fn epoll_driver_carries_the_same_traffic() -> Result<()> {
     let log = relay.process().log_tail();
     assert!(log.contains("io_uring=false"), "relay ran on epoll:\n{log}");
     Ok(())
+}
+
+/// Whether this kernel lets this process set up an io_uring instance, asked of
+/// io_uring_setup(2) directly rather than of the runtime the relay uses.
+fn kernel_offers_io_uring() -> bool {
+    // struct io_uring_params: 120 bytes, all zero for a plain ring.
+    let mut params = [0u32; 30];
+    // SAFETY: io_uring_setup(2) reads and fills the params struct, which we own and which
+    // has the kernel's size; a descriptor it returns is ours and closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: `fd` is the descriptor io_uring_setup just returned to us.
+    unsafe { libc::close(fd as libc::c_int) };
+    true
+}
+
+#[tokio::test]
+async fn the_relay_runs_on_io_uring_where_the_kernel_offers_it() -> Result<()> {
+    let relay = Relay::start_with(&["--threads", "2"]).await?;
+    within("both shards to log that they listen", async {
+        while relay.log_tail().matches("shard listening").count() < 2 {
+            // The lines arrive on the relay's stderr without an event to await.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await?;
+    let log = relay.log_tail();
+    let listening: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("shard listening"))
+        .collect();
+    let offered = kernel_offers_io_uring();
+    if !offered {
+        skip(
+            "the_relay_runs_on_io_uring_where_the_kernel_offers_it",
+            "io_uring",
+            "io_uring_setup(2) fails on this host; checking the epoll fallback instead",
+        );
+    }
+    let expected = format!("io_uring={offered}");
+    assert!(
+        listening.iter().all(|l| l.contains(&expected)),
+        "every shard on {expected}:\n{log}"
+    );
+    // And traffic goes through it.
+    let url = relay.url("anon");
+    let data = Rng::seeded("io_uring").bytes(300_000).to_vec();
+    let sub = MoqringSub::spawn_with(&url, "uring", "t", None, &["--start-group", "0"])?;
+    let publisher = MoqringPub::spawn(&url, "uring", "t", &pub_options(10_000, 5), data.clone())?;
+    assert_bytes_eq(&sub.output().await?, &data, "subscriber output");
+    publisher.finish().await
 }
 
 #[tokio::test]
@@ -228,29 +282,95 @@ async fn read_to_end(mut out: tokio::process::ChildStdout) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The relay's idle timeout in the publisher-loss test.
+const IDLE_MS: u64 = 3000;
+
 #[tokio::test]
 async fn publisher_loss_ends_the_track_and_the_broadcast_can_be_published_again() -> Result<()> {
-    let relay = Relay::start_with(&["--idle-timeout-ms", "1500"]).await?;
+    let idle = IDLE_MS.to_string();
+    let mut relay = Relay::start_with(&["--idle-timeout-ms", &idle]).await?;
     let url = relay.url("anon");
-    let mut sub = spawn_sub(&url, "again", &[])?;
-    let mut sub_out = sub.take_stdout().context("stdout")?;
+    // A moq-native subscriber that pings every 500 ms: its own connection never idles out,
+    // so what ends its track can only be the publisher's loss. (`moqring sub` sends no
+    // keep-alive, and with so short an idle timeout its own connection times out as soon
+    // as the publisher's does.)
+    let mut config = native_client_config(Some(Lite::V05));
+    config.quic.keep_alive = Some(Duration::from_millis(500));
+    let subscriber = NativeSubscriber::connect_with(config, &url, Some(Lite::V05)).await?;
     let mut publisher = spawn_pub(
         &url,
         "again",
         &["--frame-size", "1000", "--group-frames", "2"],
     )?;
     let mut stdin = publisher.take_stdin().context("stdin")?;
+    let broadcast = subscriber.broadcast("again").await?;
+    let mut track = native_subscribe(&broadcast, "t").await?;
+    // Group 0 (two frames) ends; group 1 has one frame and stays open. The reader says
+    // when it has all three, then reads on until the track ends.
+    let (got_all, mut told) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(async move {
+        let mut received = ReceivedTrack::default();
+        for (sequence, frames) in [(0u64, 2), (1, 1)] {
+            let mut group = within("a group", track.recv_group())
+                .await??
+                .context("group")?;
+            anyhow::ensure!(group.sequence == sequence, "group {}", group.sequence);
+            let mut got = ReceivedGroup::default();
+            for _ in 0..frames {
+                let frame = within("a frame", group.read_frame())
+                    .await??
+                    .context("frame")?;
+                got.frames.push(frame.payload);
+            }
+            received.insert(sequence, got)?;
+            if sequence == 1 {
+                got_all.send(()).await?;
+                let open_group = native_read_group(&mut group).await?;
+                let ended = within("the track's end", track.recv_group()).await?;
+                let at = std::time::Instant::now();
+                return Ok((
+                    received,
+                    open_group.map(|g| g.frames.len()),
+                    ended.map(|g| g.map(|g| g.sequence)),
+                    at,
+                ));
+            }
+        }
+        unreachable!()
+    });
     log_contains(&publisher, "subscribed stream=").await?;
     stdin.write_all(&[7u8; 3000]).await?;
     stdin.flush().await?;
-    assert_eq!(read_exact(&mut sub_out, 3000).await?, vec![7u8; 3000]);
+    within("the subscriber to read 3000 bytes", told.recv()).await?;
 
-    // The publisher vanishes without a word; the relay notices by idle timeout.
+    // The publisher vanishes without a word: only the idle timeout tells the relay.
     publisher.kill();
-    let status = sub.wait_for(TIMEOUT).await?;
+    let killed = std::time::Instant::now();
+    let (received, open_group, ended, at) = reader.await??;
+    assert_eq!(received.concat(), vec![7u8; 3000]);
+    let waited = at - killed;
+    // The publisher's last packet left just before the kill, so the relay cannot have
+    // known sooner than the idle timeout after it (a bound from below).
     assert!(
-        !status.success(),
-        "track ended by publisher loss is an error: {status}"
+        waited >= Duration::from_millis(IDLE_MS * 2 / 3),
+        "the track ended {waited:?} after the publisher died, before the idle timeout"
+    );
+    let open_group = open_group.map_err(|e| native_reset_code(&e));
+    assert_eq!(
+        open_group,
+        Err(Some(0)),
+        "the open group is reset with Cancel"
+    );
+    // Its subscription stream is reset too, which moq-native reports as its own
+    // `Dropped` (the code is lost on the way, see `native_reset_code`): an error, not a
+    // clean end.
+    assert!(
+        matches!(ended, Err(ref e) if !matches!(e, native_net::Error::Cancel)),
+        "the track ends with an error, not cleanly: {ended:?}"
+    );
+    assert!(
+        relay.process().try_status().is_none(),
+        "the relay is still running"
     );
 
     // Publishing the same broadcast again works for a new subscriber.
@@ -284,84 +404,6 @@ async fn versions_interoperate_through_the_relay() -> Result<()> {
         publisher.finish().await?;
     }
     Ok(())
-}
-
-mod raw {
-    //! A minimal blocking QUIC client on quiche, to send the relay bytes no real client would.
-
-    use std::net::{SocketAddr, UdpSocket};
-    use std::time::{Duration, Instant};
-
-    pub struct RawClient {
-        socket: UdpSocket,
-        conn: quiche::Connection,
-        peer: SocketAddr,
-    }
-
-    impl RawClient {
-        pub fn connect(peer: SocketAddr, alpn: &[u8]) -> Self {
-            let client = Self::try_connect(peer, alpn, Duration::from_secs(10));
-            client.expect("handshake with the relay")
-        }
-
-        /// Connects, or gives up after `limit` without a completed handshake.
-        pub fn try_connect(peer: SocketAddr, alpn: &[u8], limit: Duration) -> Option<Self> {
-            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-            socket
-                .set_read_timeout(Some(Duration::from_millis(20)))
-                .unwrap();
-            let mut config = quiche::Config::new(quiche::PROTOCOL_VERSION).unwrap();
-            config.set_application_protos(&[alpn]).unwrap();
-            config.verify_peer(false);
-            config.set_initial_max_data(1 << 20);
-            config.set_initial_max_stream_data_bidi_local(1 << 20);
-            config.set_initial_max_stream_data_bidi_remote(1 << 20);
-            config.set_initial_max_stream_data_uni(1 << 20);
-            config.set_initial_max_streams_bidi(100);
-            config.set_initial_max_streams_uni(100);
-            config.set_max_idle_timeout(10_000);
-            let scid = [0x5a; quiche::MAX_CONN_ID_LEN];
-            let scid = quiche::ConnectionId::from_ref(&scid);
-            let local = socket.local_addr().unwrap();
-            let conn = quiche::connect(Some("localhost"), &scid, local, peer, &mut config).unwrap();
-            let mut client = Self { socket, conn, peer };
-            client.run_for(limit, |c| c.is_established() || c.is_closed());
-            client.conn.is_established().then_some(client)
-        }
-
-        pub fn conn(&mut self) -> &mut quiche::Connection {
-            &mut self.conn
-        }
-
-        /// Exchanges packets until `done` or 10 s pass.
-        pub fn run_until(&mut self, done: impl FnMut(&mut quiche::Connection) -> bool) {
-            self.run_for(Duration::from_secs(10), done)
-        }
-
-        fn run_for(
-            &mut self,
-            limit: Duration,
-            mut done: impl FnMut(&mut quiche::Connection) -> bool,
-        ) {
-            let deadline = Instant::now() + limit;
-            let mut buf = [0u8; 65535];
-            let mut out = [0u8; 1500];
-            while !done(&mut self.conn) && Instant::now() < deadline {
-                while let Ok((len, info)) = self.conn.send(&mut out) {
-                    self.socket.send_to(&out[..len], info.to).unwrap();
-                }
-                if let Ok((len, from)) = self.socket.recv_from(&mut buf) {
-                    let info = quiche::RecvInfo {
-                        from,
-                        to: self.socket.local_addr().unwrap(),
-                    };
-                    let _ = self.conn.recv(&mut buf[..len], info);
-                }
-                self.conn.on_timeout();
-            }
-            let _ = self.peer;
-        }
-    }
 }
 
 /// Sends `bytes` on a new bidi stream of a raw connection and returns the relay's close code.
@@ -462,18 +504,76 @@ fn fingerprint_sub(url: &url::Url, fingerprint: &str) -> Result<ChildProc> {
     Ok(proc)
 }
 
+/// What the relay logs (at most once a second per shard) when it drops the Initial of a
+/// connection beyond `--max-connections`.
+fn refusal_line(limit: usize) -> String {
+    format!("connection refused: the relay holds its limit of {limit} connections")
+}
+
+/// Whether a raw lite-04 connection aimed at shard `shard % 2` completes its handshake
+/// within `limit`.
+fn connects_on(addr: std::net::SocketAddr, shard: u8, limit: Duration) -> raw::RawClient {
+    raw::RawClient::start_on(addr, &[b"moq-lite-04"], limit, shard % 2, 2)
+}
+
 #[tokio::test]
-async fn connections_beyond_the_limit_are_refused() -> Result<()> {
-    let relay = Relay::start_with(&["--max-connections", "1", "--threads", "1"]).await?;
+async fn the_connection_limit_holds_for_the_whole_relay_whichever_shard_a_connection_reaches(
+) -> Result<()> {
+    const LIMIT: usize = 3;
+    let relay = Relay::start_with(&["--max-connections", "3", "--threads", "2"]).await?;
+    log_contains(relay.child(), "steered=true").await?;
     let addr = relay.addr;
-    let (first, second) = tokio::task::spawn_blocking(move || {
-        let first = raw::RawClient::try_connect(addr, b"moq-lite-04", Duration::from_secs(10));
-        let second = raw::RawClient::try_connect(addr, b"moq-lite-04", Duration::from_secs(1));
-        (first.is_some(), second.is_some())
+    // Two connections on shard 0 and one on shard 1 (the steering program picks the shard
+    // by the first byte of the Initial's connection ID): under a per-shard split of the
+    // limit (2 each), shard 1 would still take one more.
+    let mut held = tokio::task::spawn_blocking(move || {
+        [0u8, 2, 1].map(|shard| connects_on(addr, shard, raw::RAW_LIMIT))
     })
     .await?;
-    assert!(first, "the first connection is accepted");
-    assert!(!second, "the second is refused while the first is open");
+    assert!(
+        held.iter().all(raw::RawClient::is_established),
+        "three connections, the limit, get in:\n{}",
+        relay.log_tail()
+    );
+    assert_eq!(accepted_per_shard(&relay.log_tail(), 2), vec![2, 1]);
+
+    // Four more, two aimed at each shard, all at once: every one is refused, and said so.
+    let more = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let tries: Vec<_> = [1u8, 0, 3, 2]
+                .into_iter()
+                .map(|shard| {
+                    scope.spawn(move || {
+                        connects_on(addr, shard, Duration::from_secs(3)).is_established()
+                    })
+                })
+                .collect();
+            tries
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<bool>>()
+        })
+    })
+    .await?;
+    assert_eq!(more, vec![false; 4], "beyond the limit, on either shard");
+    log_contains(relay.child(), &refusal_line(LIMIT)).await?;
+    assert_eq!(accepted_per_shard(&relay.log_tail(), 2), vec![2, 1]);
+
+    // The connection on shard 1 closes: its place goes to a connection on shard 0.
+    let leaving = &mut held[2];
+    leaving.conn().close(true, 0, b"bye").unwrap();
+    leaving.run_until(|c| c.is_closed());
+    let joined = tokio::task::spawn_blocking(move || {
+        // The relay frees the place once the closed connection has drained (three
+        // probe timeouts); the newcomer's Initials are resent until then.
+        connects_on(addr, 0, Duration::from_secs(20)).is_established()
+    })
+    .await?;
+    assert!(joined, "a place freed on one shard is taken on the other");
+    assert_eq!(accepted_per_shard(&relay.log_tail(), 2), vec![3, 1]);
+    for client in &held[..2] {
+        assert!(client.is_established(), "the others were never touched");
+    }
     Ok(())
 }
 
@@ -517,16 +617,9 @@ fn raw_fetch(
     broadcast: &str,
     group: u64,
 ) -> Result<Vec<Vec<u8>>, u64> {
-    use moqring::wire::{ControlType, DataType, Fetch, FrameHeader, Message, Setup, Version};
+    use moqring::wire::{ControlType, Fetch, FrameHeader, Message, Version};
     let mut client = raw::RawClient::connect(relay, b"moq-lite-05");
-    let mut setup = Vec::new();
-    DataType::Setup.encode(&mut setup);
-    Setup {
-        path: Some("/anon".into()),
-        ..Setup::default()
-    }
-    .encode(&mut setup, Version::Lite05);
-    client.conn().stream_send(2, &setup, true).unwrap();
+    client.setup_05("/anon");
     let mut request = Vec::new();
     ControlType::Fetch.encode(&mut request);
     let fetch = Fetch {
@@ -537,28 +630,7 @@ fn raw_fetch(
     };
     fetch.encode(&mut request, Version::Lite05);
     client.conn().stream_send(0, &request, true).unwrap();
-    let mut reply = Vec::new();
-    let mut outcome = None;
-    client.run_until(|c| {
-        let mut buf = [0u8; 65536];
-        loop {
-            match c.stream_recv(0, &mut buf) {
-                Ok((n, fin)) => {
-                    reply.extend_from_slice(&buf[..n]);
-                    if fin {
-                        outcome = Some(Ok(()));
-                        return true;
-                    }
-                }
-                Err(quiche::Error::StreamReset(code)) => {
-                    outcome = Some(Err(code));
-                    return true;
-                }
-                Err(_) => return c.is_closed(),
-            }
-        }
-    });
-    outcome.expect("the fetch was answered")?;
+    let reply = client.read_reply(0)?;
     let mut frames = Vec::new();
     let mut rest = &reply[..];
     let mut prev = 0;

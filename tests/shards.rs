@@ -11,22 +11,6 @@ use anyhow::{Context, Result};
 use common::*;
 use moqring::relay::Topology;
 
-/// How many connections each shard accepted, from the relay's log.
-fn accepted_per_shard(log: &str, shards: usize) -> Vec<usize> {
-    let mut counts = vec![0; shards];
-    for line in log.lines().filter(|l| l.contains("connection accepted")) {
-        let shard = shard_of(line).expect("accept lines carry the shard span");
-        counts[shard] += 1;
-    }
-    counts
-}
-
-/// The shard index of a log line's `shard{index=N}` span.
-fn shard_of(line: &str) -> Option<usize> {
-    let rest = &line[line.find("shard{index=")? + "shard{index=".len()..];
-    rest[..rest.find('}')?].parse().ok()
-}
-
 /// Two track names of `broadcast` (absolute path at the relay), owned by shards 0 and 1.
 fn tracks_owned_by_each(broadcast: &str) -> [String; 2] {
     let topology = Topology::new(0, 2);

@@ -9,22 +9,35 @@
 //!
 //! # Relay under test
 //!
-//! By default [`Relay::start`] runs `moqring relay --bind 127.0.0.1:0` and parses the
-//! `moqring relay listening on ADDR` line it prints on stdout. For developing the
-//! harness itself, set `MOQRING_TEST_RELAY_CMD` to another relay's command line
-//! (whitespace-separated, no quoting); `{port}` and `{addr}` are replaced with a free
-//! UDP port on 127.0.0.1 and `127.0.0.1:{port}`. The relay counts as ready once that
-//! UDP port is bound. Example with the moq-relay reference build:
+//! [`Relay::start`] runs `moqring relay --bind 127.0.0.1:0` and parses the `moqring relay
+//! listening on ADDR` line it prints on stdout. Only the interop tests
+//! (`tests/interop.rs`) start their relay with [`Relay::start_interop`], which honours
+//! `MOQRING_TEST_RELAY_CMD`: another relay's command line (whitespace-separated, no
+//! quoting), for developing the harness against a reference relay. `{port}` and `{addr}`
+//! are replaced with a free UDP port on 127.0.0.1 and `127.0.0.1:{port}`; the relay counts
+//! as ready once that UDP port is bound. Every other test runs `moqring relay` whatever
+//! the variable says (and says so on stderr), and a relay that needs moqring's flags or
+//! environment refuses to start an external one. A check that only holds for moqring is
+//! skipped with a `SKIPPED` line on stderr. `.ci/run` unsets the variable. Example with the
+//! moq-relay reference build:
 //!
 //! ```text
 //! MOQRING_TEST_RELAY_CMD='/tmp/moq-relay-ref/bin/moq-relay --listen {addr}
-//!   --listen-tls-generate localhost --auth-public **'
+//!   --listen-tls-generate localhost --auth-public **' cargo test --release --test interop
 //! ```
+//!
+//! # Loud skips
+//!
+//! A test whose precondition is missing on this host still passes, but [`skip`] writes
+//! why to the process's stderr directly, past libtest's output capture, so every run
+//! shows it.
 //!
 //! Payloads are random; the seed is printed and can be pinned with
 //! `MOQRING_TEST_SEED=<u64>` to replay a failure.
 
 #![allow(dead_code)] // Each test binary uses its own subset of the harness.
+
+pub mod raw;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -65,6 +78,18 @@ const LOG_TAIL: usize = 400;
 
 /// Bytes of one log line kept.
 const MAX_LOG_LINE: usize = 2048;
+
+/// Writes `line` straight to this process's stderr, past libtest's capture (which only
+/// takes `print!`/`eprint!`), so it shows in the output of passing tests too.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Reports that `test` skipped `what` because `why`, loudly (see [`say`]).
+pub fn skip(test: &str, what: &str, why: &str) {
+    say(&format!("SKIPPED in {test}: {what}: {why}"));
+}
 
 /// Install the process-wide rustls crypto provider (aws-lc-rs). Idempotent.
 pub fn init_crypto() {
@@ -296,7 +321,7 @@ pub struct ReceivedGroup {
 }
 
 impl ReceivedTrack {
-    fn insert(&mut self, sequence: u64, group: ReceivedGroup) -> Result<()> {
+    pub fn insert(&mut self, sequence: u64, group: ReceivedGroup) -> Result<()> {
         ensure!(
             self.groups.insert(sequence, group).is_none(),
             "group {sequence} was delivered twice"
@@ -584,6 +609,16 @@ impl RelayKind {
     }
 }
 
+/// Why a relay did not start.
+enum Spawn {
+    /// Its HTTP side door found the drawn port number taken over TCP: drawing again helps.
+    PortTaken(anyhow::Error),
+    Failed(anyhow::Error),
+}
+
+/// Starts of `moqring relay` tried when its drawn port is taken over TCP.
+const PORT_ATTEMPTS: u32 = 3;
+
 /// A running relay, killed on drop.
 pub struct Relay {
     pub kind: RelayKind,
@@ -593,68 +628,54 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Start the relay selected by [`RelayKind::from_env`] (our binary by default).
+    /// `moqring relay` on an ephemeral port (never an external relay: see the module docs).
     pub async fn start() -> Result<Self> {
-        Self::spawn(RelayKind::from_env()).await
+        Self::start_with_env(&[], &[]).await
     }
 
-    /// [`Self::start`] with extra command-line arguments for the relay (appended after
-    /// the harness's own, so an external relay gets them too).
+    /// [`Self::start`] with extra command-line arguments for the relay.
     pub async fn start_with(extra: &[&str]) -> Result<Self> {
-        Self::spawn_with(RelayKind::from_env(), extra).await
+        Self::start_with_env(extra, &[]).await
     }
 
-    /// Start a relay of the given kind on an ephemeral port and wait until it listens.
-    pub async fn spawn(kind: RelayKind) -> Result<Self> {
-        Self::spawn_with(kind, &[]).await
-    }
-
-    /// [`Self::spawn`] with extra command-line arguments for the relay.
-    pub async fn spawn_with(kind: RelayKind, extra: &[&str]) -> Result<Self> {
-        Self::spawn_with_env(kind, extra, &[]).await
-    }
-
-    /// Our relay with environment variables set for it (e.g. to force monoio's epoll
-    /// driver with `MONOIO_FORCE_LEGACY_DRIVER=1`).
+    /// [`Self::start_with`] with environment variables set for the relay (e.g. to force
+    /// monoio's epoll driver with `MONOIO_FORCE_LEGACY_DRIVER=1`).
     pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
-        Self::spawn_with_env(RelayKind::from_env(), extra, env).await
+        if let RelayKind::External(_) = RelayKind::from_env() {
+            static NOTED: std::sync::Once = std::sync::Once::new();
+            NOTED.call_once(|| {
+                say(&format!(
+                    "NOTE: {RELAY_CMD_ENV} applies to tests/interop.rs only; this test binary \
+                     runs `moqring relay`"
+                ))
+            });
+        }
+        Self::spawn_with_env(RelayKind::Moqring, extra, env).await
     }
 
+    /// The relay of an interop test: [`RelayKind::from_env`], our binary by default.
+    pub async fn start_interop() -> Result<Self> {
+        Self::spawn_with_env(RelayKind::from_env(), &[], &[]).await
+    }
+
+    /// Starts a relay of `kind` with `extra` arguments and `env` for it, and waits until
+    /// it listens. An external relay takes neither: a test that needs them is a moqring
+    /// test and fails here rather than run without them.
     async fn spawn_with_env(kind: RelayKind, extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         init_crypto();
         match &kind {
             RelayKind::Moqring => {
-                let mut cmd = moqring_command(["relay", "--bind", "127.0.0.1:0"]);
-                cmd.args(extra);
-                cmd.envs(env.iter().copied());
-                let mut proc = ChildProc::spawn("moqring relay", cmd)?;
-                proc.close_stdin();
-                let stdout = proc.take_stdout().context("relay stdout")?;
-                let mut lines = BufReader::new(stdout).lines();
-                let addr = within("the `moqring relay listening on` line", async {
-                    loop {
-                        let Some(line) = lines.next_line().await? else {
-                            bail!("relay closed stdout before printing its listening line");
-                        };
-                        proc.note(format!("stdout: {line}"));
-                        if let Some((_, addr)) = line.split_once("listening on ") {
-                            let addr = addr.trim();
-                            return addr
-                                .parse::<SocketAddr>()
-                                .with_context(|| format!("bad listen address {addr:?}"));
-                        }
+                for attempt in 1.. {
+                    match Self::spawn_moqring(extra, env).await {
+                        Err(Spawn::PortTaken(err)) if attempt < PORT_ATTEMPTS => say(&format!(
+                            "NOTE: moqring relay could not open its HTTP side door on the UDP \
+                             port it drew (taken over TCP); starting it again: {err:#}"
+                        )),
+                        Err(Spawn::PortTaken(err) | Spawn::Failed(err)) => return Err(err),
+                        Ok(relay) => return Ok(relay),
                     }
-                })
-                .await
-                .and_then(|r| r)
-                .map_err(|err| proc.with_log(err))?;
-                // Keep draining stdout so the relay never blocks on a full pipe.
-                tokio::spawn(collect_lines(
-                    lines.into_inner(),
-                    proc.log.clone(),
-                    "stdout: ",
-                ));
-                Ok(Self { kind, addr, proc })
+                }
+                unreachable!("the loop returns")
             }
             RelayKind::External(template) => {
                 let port = free_udp_port()?;
@@ -667,8 +688,14 @@ impl Relay {
                 }
                 let mut words = line.split_whitespace();
                 let program = words.next().context("empty relay command")?;
+                if !extra.is_empty() || !env.is_empty() {
+                    bail!(
+                        "{RELAY_CMD_ENV}: this test needs moqring relay's flags {extra:?} and \
+                         environment {env:?}, which an external relay cannot honour"
+                    );
+                }
                 let mut cmd = Command::new(program);
-                cmd.args(words).args(extra);
+                cmd.args(words);
                 let mut proc = ChildProc::spawn(format!("relay `{program}`"), cmd)?;
                 proc.close_stdin();
                 proc.log_stdout();
@@ -688,6 +715,62 @@ impl Relay {
                 Ok(Self { kind, addr, proc })
             }
         }
+    }
+
+    /// `moqring relay --bind 127.0.0.1:0` with `extra` and `env`, once.
+    async fn spawn_moqring(extra: &[&str], env: &[(&str, &str)]) -> Result<Self, Spawn> {
+        let mut cmd = moqring_command(["relay", "--bind", "127.0.0.1:0"]);
+        cmd.args(extra);
+        cmd.envs(env.iter().copied());
+        let mut proc = ChildProc::spawn("moqring relay", cmd).map_err(Spawn::Failed)?;
+        proc.close_stdin();
+        let stdout = proc.take_stdout().context("relay stdout");
+        let mut lines = BufReader::new(stdout.map_err(Spawn::Failed)?).lines();
+        let addr = within("the `moqring relay listening on` line", async {
+            loop {
+                let Some(line) = lines.next_line().await? else {
+                    bail!("relay closed stdout before printing its listening line");
+                };
+                proc.note(format!("stdout: {line}"));
+                if let Some((_, addr)) = line.split_once("listening on ") {
+                    let addr = addr.trim();
+                    return addr
+                        .parse::<SocketAddr>()
+                        .with_context(|| format!("bad listen address {addr:?}"));
+                }
+            }
+        })
+        .await
+        .and_then(|r| r);
+        let addr = match addr {
+            Ok(addr) => addr,
+            Err(err) => {
+                // The relay's last words reach its stderr after stdout closed.
+                let _ = proc.wait_for(Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let log = proc.log_tail();
+                let err = proc.with_log(err);
+                // `--bind ...:0` gives the side door the UDP port's number over TCP,
+                // which another process may hold.
+                let taken = log.contains("http side door on") && log.contains("in use");
+                return Err(if taken {
+                    Spawn::PortTaken(err)
+                } else {
+                    Spawn::Failed(err)
+                });
+            }
+        };
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        tokio::spawn(collect_lines(
+            lines.into_inner(),
+            proc.log.clone(),
+            "stdout: ",
+        ));
+        Ok(Self {
+            kind: RelayKind::Moqring,
+            addr,
+            proc,
+        })
     }
 
     pub fn is_moqring(&self) -> bool {
@@ -729,9 +812,30 @@ impl Relay {
         &mut self.proc
     }
 
+    /// The relay's process guard, shared (for waiting on its log).
+    pub fn child(&self) -> &ChildProc {
+        &self.proc
+    }
+
     pub fn log_tail(&self) -> String {
         self.proc.log_tail()
     }
+}
+
+/// How many connections each shard accepted, from the relay's log.
+pub fn accepted_per_shard(log: &str, shards: usize) -> Vec<usize> {
+    let mut counts = vec![0; shards];
+    for line in log.lines().filter(|l| l.contains("connection accepted")) {
+        let shard = shard_of(line).expect("accept lines carry the shard span");
+        counts[shard] += 1;
+    }
+    counts
+}
+
+/// The shard index of a log line's `shard{index=N}` span.
+pub fn shard_of(line: &str) -> Option<usize> {
+    let rest = &line[line.find("shard{index=")? + "shard{index=".len()..];
+    rest[..rest.find('}')?].parse().ok()
 }
 
 /// A session's view of a relay root: the URL to dial and the prefix it must put in
@@ -926,9 +1030,25 @@ impl NativeSession {
         publish: Option<&native_net::origin::Producer>,
         subscribe: Option<&native_net::origin::Producer>,
     ) -> Result<Self> {
-        let mut client = native_client_config(version)
-            .init()
-            .context("moq-native client")?;
+        Self::connect_with(
+            native_client_config(version),
+            url,
+            version,
+            publish,
+            subscribe,
+        )
+        .await
+    }
+
+    /// [`Self::connect`] with a config of the caller's (e.g. a shorter keep-alive).
+    pub async fn connect_with(
+        config: moq_native::ClientConfig,
+        url: &Url,
+        version: Option<Lite>,
+        publish: Option<&native_net::origin::Producer>,
+        subscribe: Option<&native_net::origin::Producer>,
+    ) -> Result<Self> {
+        let mut client = config.init().context("moq-native client")?;
         if let Some(origin) = publish {
             client = client.with_publisher(origin);
         }
@@ -1039,8 +1159,18 @@ pub struct NativeSubscriber {
 
 impl NativeSubscriber {
     pub async fn connect(url: &Url, version: Option<Lite>) -> Result<Self> {
+        Self::connect_with(native_client_config(version), url, version).await
+    }
+
+    /// [`Self::connect`] with a config of the caller's.
+    pub async fn connect_with(
+        config: moq_native::ClientConfig,
+        url: &Url,
+        version: Option<Lite>,
+    ) -> Result<Self> {
         let origin = native_net::Origin::random().produce();
-        let session = NativeSession::connect(url, version, None, Some(&origin)).await?;
+        let session =
+            NativeSession::connect_with(config, url, version, None, Some(&origin)).await?;
         Ok(Self { session, origin })
     }
 
@@ -1078,12 +1208,33 @@ pub async fn native_read_track(
     broadcast: &native_net::broadcast::Consumer,
     track: &str,
 ) -> Result<ReceivedTrack> {
+    let mut sub = native_subscribe(broadcast, track).await?;
+    let mut received = ReceivedTrack::default();
+    loop {
+        let next = within("the next group (or end of track)", sub.recv_group()).await?;
+        let Some(mut group) = next.context("track ended with an error")? else {
+            return Ok(received);
+        };
+        let sequence = group.sequence;
+        let out = native_read_group(&mut group)
+            .await?
+            .with_context(|| format!("group {sequence} ended with an error"))?;
+        received.insert(sequence, out)?;
+    }
+}
+
+/// Subscribe to `track` from group 0, ordered, with a [`LATENCY`] budget (see
+/// [`native_read_track`]).
+pub async fn native_subscribe(
+    broadcast: &native_net::broadcast::Consumer,
+    track: &str,
+) -> Result<native_net::track::Subscriber> {
     let subscription = native_net::track::Subscription::default()
         .with_ordered(true)
         .with_latency_max(LATENCY)
         .with_group_start(0);
     let mut attempt = 1;
-    let mut sub = loop {
+    loop {
         let consumer = broadcast.track(track).context("track lookup")?;
         let subscribed = within(
             &format!("subscription to {track:?} to be accepted"),
@@ -1100,29 +1251,40 @@ pub async fn native_read_track(
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            other => break other.context("subscribe")?,
+            other => return other.context("subscribe"),
         }
-    };
-    let mut received = ReceivedTrack::default();
+    }
+}
+
+/// Read a group's frames to its end: the frames, or the error it ended with (each wait
+/// bounded by [`TIMEOUT`], which fails the outer result).
+pub async fn native_read_group(
+    group: &mut native_net::group::Consumer,
+) -> Result<Result<ReceivedGroup, native_net::Error>> {
+    let mut out = ReceivedGroup::default();
     loop {
-        let next = within("the next group (or end of track)", sub.recv_group()).await?;
-        let Some(mut group) = next.context("track ended with an error")? else {
-            return Ok(received);
-        };
-        let sequence = group.sequence;
-        let mut out = ReceivedGroup::default();
-        loop {
-            let what = format!("frame {} of group {sequence}", out.frames.len());
-            let frame = within(&what, group.read_frame()).await?;
-            let Some(frame) =
-                frame.with_context(|| format!("group {sequence} ended with an error"))?
-            else {
-                break;
-            };
-            out.timestamps_ms.push(frame.timestamp.as_millis());
-            out.frames.push(frame.payload);
+        let what = format!("frame {} of group {}", out.frames.len(), group.sequence);
+        match within(&what, group.read_frame()).await? {
+            Ok(Some(frame)) => {
+                out.timestamps_ms.push(frame.timestamp.as_millis());
+                out.frames.push(frame.payload);
+            }
+            Ok(None) => return Ok(Ok(out)),
+            Err(err) => return Ok(Err(err)),
         }
-        received.insert(sequence, out)?;
+    }
+}
+
+/// The moq-lite code a moq-native read error carries: the peer's reset code. moq-native
+/// 0.19.12's transports read every RESET_STREAM code as a WebTransport (HTTP/3-range)
+/// code, also on raw QUIC, so a plain moq-lite code arrives as the transport error
+/// `invalid RESET_STREAM: N`; both spellings give `N`.
+pub fn native_reset_code(err: &native_net::Error) -> Option<u64> {
+    match err {
+        native_net::Error::Transport(msg) => msg
+            .rsplit_once("invalid RESET_STREAM: ")
+            .and_then(|(_, code)| code.trim().parse().ok()),
+        other => Some(u64::from(other.to_code())),
     }
 }
 
