@@ -48,6 +48,14 @@ pub struct RelayFile {
     pub max_queued_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub idle_timeout_ms: Option<u64>,
+    /// How long a QUIC handshake may take, e.g. `"10s"` (`--handshake-timeout`).
+    pub handshake_timeout: Option<String>,
+    /// Handshakes in progress over the relay (`--max-pending-handshakes`).
+    pub max_pending_handshakes: Option<usize>,
+    /// Handshakes in progress per address and shard (`--max-pending-per-address`).
+    pub max_pending_per_address: Option<usize>,
+    /// `"auto"`, `"always"` or `"never"` (`--retry`).
+    pub retry: Option<String>,
     /// Cores to run one shard on each, as `--cores` takes them (`"0-3,6"`).
     pub cores: Option<String>,
     /// Number of shards (`--threads`).

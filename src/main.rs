@@ -90,6 +90,8 @@ struct RelayArgs {
     /// Milliseconds of silence after which a connection is considered gone.
     #[arg(long, default_value_t = moqring::net::quic::IDLE_TIMEOUT_MS)]
     idle_timeout_ms: u64,
+    #[command(flatten)]
+    handshakes: HandshakeArgs,
     /// Cores to run one shard on each, e.g. `0-3,6` (default: every available core).
     #[arg(long, value_name = "LIST", conflicts_with = "threads")]
     cores: Option<CoreList>,
@@ -115,6 +117,27 @@ struct RelayArgs {
     no_http: bool,
     #[command(flatten)]
     ops: OpsArgs,
+}
+
+/// Handshake floods: pending handshakes, their deadline, address validation.
+#[derive(Args, Debug)]
+struct HandshakeArgs {
+    /// A connection whose QUIC handshake has not completed this long after its first
+    /// packet is dropped (`10s`, `500ms`).
+    #[arg(long, default_value = "10s", value_parser = bench::parse_duration)]
+    handshake_timeout: std::time::Duration,
+    /// Handshakes in progress the relay holds at most, over all shards (apart from
+    /// --max-connections, which counts them too).
+    #[arg(long, default_value_t = shard::MAX_PENDING_HANDSHAKES)]
+    max_pending_handshakes: usize,
+    /// Handshakes in progress per client IP address and shard (proven and unproven
+    /// addresses counted apart).
+    #[arg(long, default_value_t = shard::MAX_PENDING_PER_ADDRESS)]
+    max_pending_per_address: usize,
+    /// Address validation with QUIC Retry: `auto` once half of --max-pending-handshakes
+    /// are in progress (or an address holds its limit), `always`, or `never`.
+    #[arg(long, default_value = "auto", value_parser = shard::RetryMode::parse)]
+    retry: shard::RetryMode,
 }
 
 /// Running the relay as a service: the generated certificate, the drain, log format.
@@ -394,6 +417,19 @@ fn check_relay_args(args: &RelayArgs) -> Result<(), String> {
             args.max_queued_bytes,
         ),
     ];
+    let h = &args.handshakes;
+    let at_least_one = at_least_one.into_iter().chain([
+        (
+            "--max-pending-handshakes",
+            "max_pending_handshakes",
+            h.max_pending_handshakes,
+        ),
+        (
+            "--max-pending-per-address",
+            "max_pending_per_address",
+            h.max_pending_per_address,
+        ),
+    ]);
     for (flag, key, value) in at_least_one {
         if value == 0 {
             return Err(format!("{flag} (config {key}) must be at least 1"));
@@ -403,6 +439,12 @@ fn check_relay_args(args: &RelayArgs) -> Result<(), String> {
         return Err(format!(
             "--idle-timeout-ms (config idle_timeout_ms) {} out of range 1..={LONGEST_MS}",
             args.idle_timeout_ms
+        ));
+    }
+    let handshake_ms = h.handshake_timeout.as_millis();
+    if !(1..=u128::from(LONGEST_MS)).contains(&handshake_ms) {
+        return Err(format!(
+            "--handshake-timeout (config handshake_timeout) {handshake_ms} ms out of range 1..={LONGEST_MS} ms"
         ));
     }
     let ages = std::iter::once(args.cache_age_ms).chain(
@@ -502,6 +544,24 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
         &mut args.idle_timeout_ms,
         file.idle_timeout_ms,
     );
+    if let (true, Some(timeout)) = (from_file("handshake_timeout"), &file.handshake_timeout) {
+        args.handshakes.handshake_timeout = bench::parse_duration(timeout)
+            .map_err(|e| format!("{}: handshake_timeout: {e}", path.display()))?;
+    }
+    set(
+        from_file("max_pending_handshakes"),
+        &mut args.handshakes.max_pending_handshakes,
+        file.max_pending_handshakes,
+    );
+    set(
+        from_file("max_pending_per_address"),
+        &mut args.handshakes.max_pending_per_address,
+        file.max_pending_per_address,
+    );
+    if let (true, Some(retry)) = (from_file("retry"), &file.retry) {
+        args.handshakes.retry =
+            shard::RetryMode::parse(retry).map_err(|e| format!("{}: retry {e}", path.display()))?;
+    }
     // The shard layout is one setting: the command line's, if it gives either part.
     if from_file("cores") && from_file("threads") {
         args.cores = file.cores()?.map(CoreList);
@@ -686,6 +746,7 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         eager = ?args.eager,
         max_connections = args.max_connections,
         idle_timeout_ms = args.idle_timeout_ms,
+        handshakes = ?args.handshakes,
         pin = !args.no_pin,
         steering = !args.no_steering,
         "settings"
@@ -731,6 +792,13 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             auth,
         },
         max_connections: args.max_connections,
+        handshakes: shard::HandshakePolicy::new(
+            args.handshakes.retry,
+            args.handshakes.handshake_timeout,
+            args.handshakes.max_pending_handshakes,
+            args.handshakes.max_pending_per_address,
+            std::time::Instant::now(),
+        )?,
         metrics: metrics.clone(),
         control,
     };
@@ -865,6 +933,82 @@ mod tests {
         assert_eq!(r.idle_timeout_ms, 30_000);
         assert!(r.versions.is_empty() && r.cache.is_empty() && r.eager.is_empty());
         assert!(!r.no_pin && !r.no_steering && r.cores.is_none() && r.threads.is_none());
+    }
+
+    #[test]
+    fn handshake_flags_and_keys_parse_with_flags_over_the_file() {
+        let r = relay(&[]);
+        let h = &r.handshakes;
+        assert_eq!(h.handshake_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(
+            (h.max_pending_handshakes, h.max_pending_per_address),
+            (1000, 16)
+        );
+        assert_eq!(h.retry, shard::RetryMode::Auto);
+        let r = relay(&[
+            "--handshake-timeout",
+            "2s",
+            "--max-pending-handshakes",
+            "50",
+            "--max-pending-per-address",
+            "3",
+            "--retry",
+            "always",
+        ]);
+        let h = &r.handshakes;
+        assert_eq!(h.handshake_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            (h.max_pending_handshakes, h.max_pending_per_address),
+            (50, 3)
+        );
+        assert_eq!(h.retry, shard::RetryMode::Always);
+
+        let dir = std::env::temp_dir().join(format!("moqring-hs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "handshake_timeout = \"500ms\"\nmax_pending_handshakes = 7\n\
+             max_pending_per_address = 2\nretry = \"never\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let h = relay(&["--config", path]).handshakes;
+        assert_eq!(h.handshake_timeout, std::time::Duration::from_millis(500));
+        assert_eq!(
+            (h.max_pending_handshakes, h.max_pending_per_address),
+            (7, 2)
+        );
+        assert_eq!(h.retry, shard::RetryMode::Never);
+        let h = relay(&[
+            "--config",
+            path,
+            "--retry",
+            "auto",
+            "--max-pending-handshakes",
+            "9",
+        ])
+        .handshakes;
+        assert_eq!(
+            (h.retry, h.max_pending_handshakes),
+            (shard::RetryMode::Auto, 9)
+        );
+        assert_eq!(h.max_pending_per_address, 2);
+        std::fs::write(&file, "retry = \"maybe\"\n").unwrap();
+        let err = relay_args(&["relay", "--config", path]).unwrap_err();
+        assert!(err.contains("retry"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let checked = |args: &[&str]| check_relay_args(&relay(args));
+        assert!(checked(&["--handshake-timeout", "0s"])
+            .unwrap_err()
+            .contains("--handshake-timeout"));
+        assert!(checked(&["--max-pending-handshakes", "0"])
+            .unwrap_err()
+            .contains("--max-pending-handshakes"));
+        assert!(checked(&["--max-pending-per-address", "0"])
+            .unwrap_err()
+            .contains("--max-pending-per-address"));
     }
 
     #[test]

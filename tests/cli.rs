@@ -592,6 +592,10 @@ async fn bad_values_get_one_line_naming_them() -> Result<()> {
     std::fs::write(&both, "cores = \"0\"\nthreads = 1\n")?;
     let zero = dir.join("zero.toml");
     std::fs::write(&zero, "idle_timeout_ms = 0\n")?;
+    let bad_retry = dir.join("retry.toml");
+    std::fs::write(&bad_retry, "retry = \"sometimes\"\n")?;
+    let zero_handshake = dir.join("handshake.toml");
+    std::fs::write(&zero_handshake, "handshake_timeout = \"0s\"\n")?;
     let url = "moql://127.0.0.1:9/anon";
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["relay", "--threads", "0"], "--threads"),
@@ -642,6 +646,28 @@ async fn bad_values_get_one_line_naming_them() -> Result<()> {
             "--drain-redirect",
         ),
         (vec!["relay", "--log-format", "xml"], "--log-format"),
+        (vec!["relay", "--retry", "sometimes"], "--retry"),
+        (
+            vec!["relay", "--handshake-timeout", "0s"],
+            "--handshake-timeout",
+        ),
+        (
+            vec!["relay", "--handshake-timeout", "soon"],
+            "--handshake-timeout",
+        ),
+        (
+            vec!["relay", "--max-pending-handshakes", "0"],
+            "--max-pending-handshakes",
+        ),
+        (
+            vec!["relay", "--max-pending-per-address", "0"],
+            "--max-pending-per-address",
+        ),
+        (vec!["relay", "--config", s(&bad_retry)], "retry"),
+        (
+            vec!["relay", "--config", s(&zero_handshake)],
+            "handshake_timeout",
+        ),
         (
             vec!["relay", "--tls-generate", "a", "--cert", "c", "--key", "k"],
             "--tls-generate",

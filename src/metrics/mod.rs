@@ -59,11 +59,18 @@ catalogue! {
     ConnectionsAccepted => "connections_accepted_total", Counter, None,
         "QUIC connections accepted.";
     RefusedLimit => "connections_refused_total", Counter, Some(("reason", "limit")),
-        "New connections refused: relay-wide --max-connections reached (limit), accept failed (error), or unsupported QUIC version (version negotiation sent).";
+        "New connections refused: relay-wide --max-connections reached (limit), accept failed (error), unsupported QUIC version (version negotiation sent), --max-pending-handshakes reached (handshakes), --max-pending-per-address reached (address), or a Retry token invalid, expired or from another address (token).";
     RefusedError => "connections_refused_total", Counter, Some(("reason", "error")), "";
     RefusedVersion => "connections_refused_total", Counter, Some(("reason", "version")), "";
+    RefusedHandshakes => "connections_refused_total", Counter, Some(("reason", "handshakes")), "";
+    RefusedAddress => "connections_refused_total", Counter, Some(("reason", "address")), "";
+    RefusedToken => "connections_refused_total", Counter, Some(("reason", "token")), "";
     HandshakesPending => "handshakes_pending", Gauge, None,
         "Connections whose QUIC handshake or moq-lite setup has not completed.";
+    RetriesSent => "retries_sent_total", Counter, None,
+        "QUIC Retry packets sent (address validation: --retry, or auto over half of --max-pending-handshakes).";
+    HandshakesTimedOut => "handshakes_timed_out_total", Counter, None,
+        "Connections dropped because their QUIC handshake did not complete within --handshake-timeout.";
     SessionsLite05 => "sessions", Gauge, Some(("version", "moq-lite-05")),
         "Established moq-lite sessions by negotiated version.";
     SessionsLite04 => "sessions", Gauge, Some(("version", "moq-lite-04")), "";

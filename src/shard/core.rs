@@ -80,6 +80,11 @@ impl Core {
         core
     }
 
+    /// Sets the relay's handshake limits and Retry key (before the first connection).
+    pub fn set_handshakes(&mut self, policy: super::HandshakePolicy) {
+        self.table.set_handshakes(policy);
+    }
+
     /// Datagrams passed on to other shards so far.
     pub fn forwarded(&self) -> u64 {
         self.links.forwarded()

@@ -13,9 +13,11 @@ mod admission;
 mod control;
 mod core;
 mod cores;
+mod handshakes;
 mod link;
 mod meter;
 mod peers;
+mod retry;
 mod table;
 mod timers;
 
@@ -37,6 +39,10 @@ pub use control::{Control, Drain};
 pub use core::Core;
 pub use cores::{
     available as available_cores, parse_list as parse_cores, plan as plan_cores, CoreList,
+};
+pub use handshakes::{
+    HandshakePolicy, RetryMode, HANDSHAKE_TIMEOUT, MAX_PENDING as MAX_PENDING_HANDSHAKES,
+    MAX_PER_ADDRESS as MAX_PENDING_PER_ADDRESS,
 };
 pub use link::Mail;
 use meter::Meter;
@@ -65,6 +71,8 @@ pub struct ShardConfig {
     pub session: SessionConfig,
     /// Connections the relay holds at most, over all shards.
     pub max_connections: usize,
+    /// Pending handshakes: limits, deadline, Retry mode and key (shared by every shard).
+    pub handshakes: HandshakePolicy,
     /// Attach the connection-ID steering program (else the kernel spreads datagrams by
     /// address hash and shards forward misrouted ones).
     pub steer: bool,
@@ -112,6 +120,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
             relay: config.relay.clone(),
             session: config.session.clone(),
             admission: admission.clone(),
+            handshakes: config.handshakes.clone(),
             mailbox: Mailbox {
                 inbox,
                 senders: senders.clone(),
@@ -155,6 +164,7 @@ struct Shard {
     relay: RelayConfig,
     session: SessionConfig,
     admission: Admission,
+    handshakes: HandshakePolicy,
     mailbox: Mailbox,
     metrics: Arc<ShardMetrics>,
     control: Arc<Control>,
@@ -201,13 +211,14 @@ impl Shard {
             let gro = io.enable_gro();
             info!(addr = %io.local_addr(), io_uring = uring, gso = io.segment().is_some(), gro, core = ?self.core, "shard listening");
             let shard = self.topology.shard;
-            let core = Core::sharded(
+            let mut core = Core::sharded(
                 self.quic,
                 self.session,
                 self.relay,
                 self.admission,
                 self.topology,
             );
+            core.set_handshakes(self.handshakes);
             let orders = ShardOrders {
                 control: &self.control,
                 shard,
@@ -360,6 +371,8 @@ async fn wait(
     }
 }
 
+#[cfg(test)]
+mod flood_tests;
 #[cfg(test)]
 mod sharded_tests;
 #[cfg(test)]

@@ -10,12 +10,16 @@ use slab::Slab;
 use tracing::{debug, info};
 
 use super::admission::Admission;
+use super::handshakes::{HandshakePolicy, Pending, Verdict};
 use super::timers::Timers;
 use crate::log_limit::LogLimit;
 use crate::metrics::{Slot, Tally};
 use crate::relay::{SessionKey, Sessions};
 use crate::session::{zc::BytesFactory, Frame, Session, SessionConfig};
 use crate::wire::{ErrorCode, Fetch, Subscribe, TrackInfo, Version};
+
+/// The smallest datagram that may carry a client's first Initial (RFC 9000, 14.1).
+const MIN_INITIAL_LEN: usize = 1200;
 
 /// Connections of one shard.
 pub struct Table {
@@ -25,6 +29,8 @@ pub struct Table {
     /// packets are dropped, with a rate-limited log line).
     admission: Admission,
     refusals: LogLimit,
+    /// Handshakes not yet complete, their deadlines and limits, and the Retry key.
+    pending: Pending,
     /// Draining: new connections are refused, every session was sent a GOAWAY.
     draining: bool,
     /// The first byte of every connection ID we issue: our shard index, which steers the
@@ -53,6 +59,12 @@ struct Counts {
     refused_limit: u64,
     refused_error: u64,
     refused_version: u64,
+    /// Over `--max-pending-handshakes`, over `--max-pending-per-address`, bad Retry token.
+    refused_pending: u64,
+    refused_address: u64,
+    refused_token: u64,
+    retries: u64,
+    handshakes_timed_out: u64,
     bytes_out: u64,
     frames_out: u64,
     groups_out: u64,
@@ -75,6 +87,7 @@ impl Table {
             session,
             admission,
             refusals: LogLimit::default(),
+            pending: Pending::new(HandshakePolicy::standalone()),
             draining: false,
             shard,
             sessions: Slab::new(),
@@ -97,6 +110,11 @@ impl Table {
         t.set(Slot::RefusedLimit, c.refused_limit);
         t.set(Slot::RefusedError, c.refused_error);
         t.set(Slot::RefusedVersion, c.refused_version);
+        t.set(Slot::RefusedHandshakes, c.refused_pending);
+        t.set(Slot::RefusedAddress, c.refused_address);
+        t.set(Slot::RefusedToken, c.refused_token);
+        t.set(Slot::RetriesSent, c.retries);
+        t.set(Slot::HandshakesTimedOut, c.handshakes_timed_out);
         t.set(Slot::BytesOut, c.bytes_out);
         t.set(Slot::FramesOut, c.frames_out);
         t.set(Slot::GroupsOut, c.groups_out);
@@ -147,6 +165,7 @@ impl Table {
                 self.counts.removed_lagged += session.lagged_groups();
                 self.counts.removed_late += session.late_groups();
                 self.admission.release();
+                self.pending.remove(key);
                 self.by_cid.retain(|_, k| *k != key);
                 let conn = session.conn();
                 info!(
@@ -156,6 +175,11 @@ impl Table {
                     "connection removed"
                 );
             } else {
+                // A handshake done gives back its pending place (a lookup only while
+                // handshakes are pending at all).
+                if !self.pending.is_empty() && session.conn().is_established() {
+                    self.pending.remove(key);
+                }
                 self.timers.schedule(key, session.next_timeout());
             }
         }
@@ -186,6 +210,11 @@ impl Table {
 
     pub fn len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Handshakes of this shard not yet complete (see [`HandshakePolicy`]).
+    pub fn pending_handshakes(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -221,7 +250,15 @@ impl Table {
                     out.truncate(len);
                     return Some(out);
                 }
-                self.accept(&header.dcid, from, local, Instant::now())?
+                // A client's first datagram is padded to 1200 bytes (RFC 9000, 14.1):
+                // a shorter one gets neither state nor an answer.
+                if buf.len() < MIN_INITIAL_LEN {
+                    return None;
+                }
+                match self.initial(&header, from, local, Instant::now()) {
+                    Ok(key) => key,
+                    Err(reply) => return reply,
+                }
             }
         };
         let session = self.touch(key)?;
@@ -232,9 +269,113 @@ impl Table {
         None
     }
 
+    /// An Initial that opens no known connection: accepted as a pending handshake (its
+    /// key), answered with a Retry, or dropped (`Err(None)`), per the handshake limits.
+    fn initial(
+        &mut self,
+        header: &quiche::Header,
+        from: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Result<SessionKey, Option<Vec<u8>>> {
+        if self.draining {
+            // `accept` refuses it, with its log line.
+            return self
+                .accept(header.dcid.as_ref(), None, from, local, now)
+                .ok_or(None);
+        }
+        let token = header.token.as_deref().filter(|t| !t.is_empty());
+        let retried = match token {
+            None => None,
+            Some(token) => {
+                let key = &self.pending.policy().key;
+                match key.check(token, now, from, &header.dcid) {
+                    Ok(odcid) => Some(odcid.to_vec()),
+                    Err(e) => {
+                        self.counts.refused_token += 1;
+                        self.refused(now, from, &format!("Retry token refused ({e:?})"));
+                        return Err(None);
+                    }
+                }
+            }
+        };
+        let proven = retried.is_some();
+        match self.pending.admit(from.ip(), proven) {
+            Verdict::Accept => {}
+            Verdict::Retry => return Err(self.retry(header, from, now)),
+            Verdict::RefuseRelay => {
+                self.counts.refused_pending += 1;
+                let limit = self.pending.policy().pending.limit();
+                let why = format!("the relay holds its limit of {limit} pending handshakes");
+                self.refused(now, from, &why);
+                return Err(None);
+            }
+            Verdict::RefuseAddress => {
+                self.counts.refused_address += 1;
+                let limit = self.pending.policy().per_address;
+                let why = format!("its address holds its limit of {limit} pending handshakes");
+                self.refused(now, from, &why);
+                return Err(None);
+            }
+        }
+        let dcid = header.dcid.as_ref();
+        match self.accept(dcid, retried.as_deref(), from, local, now) {
+            Some(key) => {
+                self.pending.insert(key, from.ip(), proven, now);
+                Ok(key)
+            }
+            None => {
+                self.pending.cancel(from.ip(), proven);
+                Err(None)
+            }
+        }
+    }
+
+    /// A rate-limited log line for a refused connection.
+    fn refused(&mut self, now: Instant, from: SocketAddr, why: &str) {
+        if let Some(refused) = self.refusals.tick(now) {
+            info!(peer = %from, refused, "connection refused: {why}");
+        }
+    }
+
+    /// A Retry packet sending the client at `from` back with a token, under a new
+    /// connection ID of this shard.
+    fn retry(
+        &mut self,
+        header: &quiche::Header,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
+        self.rng.fill(&mut scid).ok()?;
+        scid[0] = self.shard;
+        let token = self
+            .pending
+            .policy()
+            .key
+            .mint(now, from, &header.dcid, &scid);
+        let mut out = vec![0u8; 256];
+        let scid = quiche::ConnectionId::from_ref(&scid);
+        let len = quiche::retry(
+            &header.scid,
+            &header.dcid,
+            &scid,
+            &token,
+            header.version,
+            &mut out,
+        )
+        .ok()?;
+        out.truncate(len);
+        self.counts.retries += 1;
+        Some(out)
+    }
+
+    /// Creates the connection for an Initial to `dcid` (after a Retry, `dcid` is the
+    /// connection ID the Retry gave and `retried` the client's original one).
     fn accept(
         &mut self,
-        odcid: &quiche::ConnectionId,
+        dcid: &[u8],
+        retried: Option<&[u8]>,
         from: SocketAddr,
         local: SocketAddr,
         now: Instant,
@@ -258,16 +399,24 @@ impl Table {
             return None;
         }
         let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
-        if self.rng.fill(&mut scid).is_err() {
-            self.counts.refused_error += 1;
-            self.admission.release();
-            return None;
-        }
-        scid[0] = self.shard;
-        let scid_ref = quiche::ConnectionId::from_ref(&scid);
+        let scid: &[u8] = match retried {
+            // The Retry's connection ID (ours: its token says so) stays the connection's.
+            Some(_) => dcid,
+            None => {
+                if self.rng.fill(&mut scid).is_err() {
+                    self.counts.refused_error += 1;
+                    self.admission.release();
+                    return None;
+                }
+                scid[0] = self.shard;
+                &scid
+            }
+        };
+        let scid_ref = quiche::ConnectionId::from_ref(scid);
+        let odcid = retried.map(quiche::ConnectionId::from_ref);
         let conn = match quiche::accept_with_buf_factory::<BytesFactory>(
             &scid_ref,
-            None,
+            odcid.as_ref(),
             local,
             from,
             &mut self.quic,
@@ -284,10 +433,49 @@ impl Table {
             .sessions
             .insert(Session::new(conn, self.session.clone()));
         self.by_cid.insert(scid.to_vec(), key);
-        self.by_cid.insert(odcid.as_ref().to_vec(), key);
+        self.by_cid.insert(dcid.to_vec(), key);
         self.counts.accepted += 1;
-        info!(session = key, peer = %from, "connection accepted");
+        info!(session = key, peer = %from, retried = retried.is_some(), "connection accepted");
         Some(key)
+    }
+
+    /// Sets the handshake limits and the Retry key, shared with the other shards (before
+    /// the first connection).
+    pub fn set_handshakes(&mut self, policy: HandshakePolicy) {
+        debug_assert!(self.pending.is_empty());
+        self.pending = Pending::new(policy);
+    }
+
+    /// Drops the pending handshakes past their deadline without a word (their peers may
+    /// not exist), and lets go of those that completed after all.
+    fn sweep_handshakes(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.clear();
+        self.pending.expired(now, &mut expired);
+        expired.retain(|&key| {
+            let done = self
+                .sessions
+                .get(key)
+                .is_none_or(|s| s.conn().is_established() || s.conn().is_closed());
+            if done {
+                self.pending.remove(key);
+            }
+            !done
+        });
+        for &key in &expired {
+            // Never established, so the relay has never heard of it.
+            self.sessions.remove(key);
+            self.pending.remove(key);
+            self.admission.release();
+            self.timers.schedule(key, None);
+            self.counts.handshakes_timed_out += 1;
+            debug!(session = key, "handshake timed out: connection dropped");
+        }
+        if !expired.is_empty() {
+            expired.sort_unstable();
+            self.by_cid.retain(|_, k| expired.binary_search(k).is_err());
+        }
+        self.expired = expired;
     }
 
     /// New connections get `quic` (a reloaded certificate); open ones keep theirs.
@@ -325,6 +513,9 @@ impl Table {
     /// Runs expired QUIC timers and activates sessions whose timers (QUIC or their own)
     /// expired.
     pub fn on_timeouts(&mut self, now: Instant) {
+        if self.pending.next_deadline().is_some_and(|t| t <= now) {
+            self.sweep_handshakes(now);
+        }
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
         self.timers.expired(now, &mut expired);
@@ -343,7 +534,12 @@ impl Table {
 
     /// Time until the earliest QUIC or session timer.
     pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        self.timers.next().map(|t| t.saturating_duration_since(now))
+        let handshakes = self.pending.next_deadline();
+        let next = match (self.timers.next(), handshakes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| t.saturating_duration_since(now))
     }
 }
 
