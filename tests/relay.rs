@@ -563,18 +563,33 @@ async fn the_connection_limit_holds_for_the_whole_relay_whichever_shard_a_connec
     let leaving = &mut held[2];
     leaving.conn().close(true, 0, b"bye").unwrap();
     leaving.run_until(|c| c.is_closed());
-    let joined = tokio::task::spawn_blocking(move || {
+    let [mut a, mut b, _] = held;
+    let answers = tokio::task::spawn_blocking(move || {
         // The relay frees the place once the closed connection has drained (three
         // probe timeouts); the newcomer's Initials are resent until then.
-        connects_on(addr, 0, Duration::from_secs(20)).is_established()
+        let mut joined = connects_on(addr, 0, Duration::from_secs(20));
+        let joined = joined.is_established().then(|| served(&mut joined));
+        (joined, served(&mut a), served(&mut b))
     })
     .await?;
-    assert!(joined, "a place freed on one shard is taken on the other");
+    // Every connection in is served: a request on it gets its answer (a lite-04 FETCH:
+    // Unsupported, 17).
+    assert_eq!(
+        answers,
+        (Some(Err(17)), Err(17), Err(17)),
+        "the newcomer, then the two that stayed"
+    );
     assert_eq!(accepted_per_shard(&relay.log_tail(), 2), vec![3, 1]);
-    for client in &held[..2] {
-        assert!(client.is_established(), "the others were never touched");
-    }
     Ok(())
+}
+
+/// The relay's answer to a FETCH (which lite-04 lacks) on the first bidi stream of
+/// `client`.
+fn served(client: &mut raw::RawClient) -> Result<Vec<u8>, u64> {
+    let mut request = Vec::new();
+    moqring::wire::ControlType::Fetch.encode(&mut request);
+    client.conn().stream_send(0, &request, true).unwrap();
+    client.read_reply(0)
 }
 
 #[tokio::test]
