@@ -59,6 +59,11 @@ const SEND_BATCH: usize = 512 << 10;
 /// Mails a shard takes per loop turn, so its own sockets are not starved.
 const MAILS_PER_TURN: usize = 64;
 
+/// `recvmmsg` calls a shard makes per loop turn (up to 32 buffers each) before it serves
+/// its sessions, so a flood of datagrams faster than the shard can take them (Initials
+/// answered with Retry) does not keep established sessions waiting.
+const RECV_CALLS_PER_TURN: usize = 32;
+
 /// Everything the relay's shards need to start.
 pub struct ShardConfig {
     pub bind: SocketAddr,
@@ -309,9 +314,13 @@ async fn serve(
     let mut woken: Option<Mail> = None;
     loop {
         let start = Instant::now();
-        loop {
+        let mut backlog = true;
+        for _ in 0..RECV_CALLS_PER_TURN {
             match io.recv_batch(&mut batch) {
-                Ok(0) => break,
+                Ok(0) => {
+                    backlog = false;
+                    break;
+                }
                 Ok(_) => {
                     for (buf, from) in batch.datagrams() {
                         meter.received();
@@ -322,6 +331,7 @@ async fn serve(
                 }
                 Err(e) => {
                     debug!(error = %e, "recv failed");
+                    backlog = false;
                     break;
                 }
             }
@@ -341,7 +351,8 @@ async fn serve(
         core.post(|shard, mail| mailbox.post(shard, mail));
         let end = Instant::now();
         let publish = meter.end_turn(start, end, &core, &mailbox);
-        if !mailbox.inbox.is_empty() {
+        // Datagrams left in the socket, or mail waiting: straight into the next turn.
+        if backlog || !mailbox.inbox.is_empty() {
             continue;
         }
         let timeout = match (core.next_timeout(end), publish) {
