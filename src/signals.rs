@@ -46,20 +46,21 @@ pub fn spawn(mut handlers: Handlers) -> std::io::Result<()> {
 
 impl Handlers {
     fn drain(&self, signal: i32) {
-        let drain = Drain {
-            redirect: self.redirect.clone(),
-            deadline: Instant::now() + self.drain_timeout,
-        };
-        if !self.control.drain(drain) {
+        if self.control.draining() {
             warn!(signal, "second signal while draining: exiting now");
             std::process::exit(1);
         }
+        // /health answers 503 before any shard refuses a connection.
+        (self.on_drain)();
+        self.control.drain(Drain {
+            redirect: self.redirect.clone(),
+            deadline: Instant::now() + self.drain_timeout,
+        });
         info!(
             signal,
             timeout = ?self.drain_timeout,
             "draining: refusing new connections, GOAWAY to every session (a second signal exits at once)"
         );
-        (self.on_drain)();
     }
 
     fn reload(&mut self) {

@@ -328,6 +328,10 @@ async fn moqring_pub_and_sub_carry_their_tokens_in_the_url() -> Result<()> {
         data.to_vec(),
     )?;
     publisher.finish().await?;
-    assert_bytes_eq(&sub.output().await?, &data, "moqring pub -> sub with tokens");
+    assert_bytes_eq(
+        &sub.output().await?,
+        &data,
+        "moqring pub -> sub with tokens",
+    );
     Ok(())
 }

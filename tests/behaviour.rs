@@ -618,3 +618,37 @@ async fn probe_and_goaway_streams_are_refused_with_unsupported() -> Result<()> {
     );
     Ok(())
 }
+
+/// `moqring pub` started first waits for its first subscriber longer than the relay's
+/// idle timeout (it pings the relay), and `moqring sub` waits as long for an
+/// announcement; both then carry the track.
+#[tokio::test]
+async fn clients_outlive_the_idle_timeout_while_they_wait() -> Result<()> {
+    let relay = Relay::start_with(&["--idle-timeout-ms", "1500"]).await?;
+    let url = relay.url("anon");
+    let data = Rng::seeded("keep-alive").bytes(50_000).to_vec();
+    let options = PubOptions {
+        frame_size: Some(1000),
+        group_frames: Some(10),
+        alpn: None,
+    };
+    let early_sub = MoqringSub::spawn_with(&url, "waits", "t", None, &["--start-group", "0"])?;
+    let early_pub = MoqringPub::spawn(&url, "alone", "t", &options, data.clone())?;
+    // Four idle timeouts with nothing to carry: both connections must stay up.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late_pub = MoqringPub::spawn(&url, "waits", "t", &options, data.clone())?;
+    let late_sub = MoqringSub::spawn_with(&url, "alone", "t", None, &["--start-group", "0"])?;
+    late_pub.finish().await?;
+    early_pub.finish().await?;
+    assert_bytes_eq(
+        &early_sub.output().await?,
+        &data,
+        "a subscriber that waited",
+    );
+    assert_bytes_eq(
+        &late_sub.output().await?,
+        &data,
+        "from a publisher that waited",
+    );
+    Ok(())
+}

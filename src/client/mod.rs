@@ -125,6 +125,9 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
     let mut out = io.send_batch_of(crate::net::gso::MAX_RUN);
     let mut events = Vec::new();
     let mut checked = false;
+    // When to ping the relay next, so a client waiting on a silent track (or for its
+    // first subscriber) outlives the idle timeout.
+    let mut ping_at: Option<Instant> = None;
     loop {
         while let Some((len, from)) = io.try_recv(&mut buf)? {
             let info = quiche::RecvInfo {
@@ -140,6 +143,13 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
         if !checked && session.conn().is_established() {
             checked = true;
             check_certificate(&mut session, &connect.verify)?;
+        }
+        if session.conn().is_established() {
+            let due = *ping_at.get_or_insert_with(|| now + keep_alive(session.conn()));
+            if now >= due {
+                session.conn_mut().send_ack_eliciting()?;
+                ping_at = Some(now + keep_alive(session.conn()));
+            }
         }
         session.process();
         session.drain_events(&mut events);
@@ -164,13 +174,25 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
         }
         session.flush(now);
         io.send_from(session.conn_mut(), &mut out)?;
-        let wake_at = match (session.next_timeout(), app.next_wake()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake_at = [session.next_timeout(), app.next_wake(), ping_at]
+            .into_iter()
+            .flatten()
+            .min();
         let timeout = wake_at.map(|t| t.saturating_duration_since(Instant::now()));
         io.wait(timeout, app.wake()).await;
     }
+}
+
+/// How often a client pings the relay: a third of the idle timeout both sides agreed on.
+fn keep_alive<F: quiche::BufFactory>(conn: &quiche::Connection<F>) -> std::time::Duration {
+    let peer = conn
+        .peer_transport_params()
+        .map_or(0, |p| p.max_idle_timeout);
+    let idle = match peer {
+        0 => quic::IDLE_TIMEOUT_MS,
+        peer => peer.min(quic::IDLE_TIMEOUT_MS),
+    };
+    std::time::Duration::from_millis((idle / 3).max(100))
 }
 
 /// A client session to `peer` from the socket bound at `local`, its handshake not yet

@@ -623,6 +623,39 @@ fn subscriber_asking_for_an_older_group_gets_the_cache_in_order() {
 }
 
 #[test]
+fn a_start_below_the_upstreams_own_start_is_raised_to_it() {
+    // The upstream (a publisher, or the owner shard for a mirror) says its track starts
+    // at group 5: a subscriber asking for group 0 is told 5, not 0, or it would wait for
+    // groups 0-4 that can never come and count them lost.
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(2, subscribe_from(10, Some(0)), &mut rec);
+    let token = upstream_token(&rec.take());
+    relay.handle(
+        PUB,
+        Event::SubscribeAccepted {
+            token,
+            start: Some(5),
+        },
+        &mut rec,
+    );
+    publish_groups(&mut relay, &mut rec, token, 5..7, 1, 100);
+    let calls = rec.take();
+    assert!(calls.contains(&Call::SubscribeStart(2, 10, 5)), "{calls:?}");
+    relay.handle(3, subscribe_from(20, Some(0)), &mut rec);
+    let calls = rec.take();
+    assert!(calls.contains(&Call::SubscribeStart(3, 20, 5)), "{calls:?}");
+    assert_eq!(
+        opened(&calls, 3).iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![5, 6]
+    );
+    // A late joiner at the latest group is told that group, not the upstream's start.
+    relay.handle(4, subscribe_from(30, None), &mut rec);
+    let calls = rec.take();
+    assert!(calls.contains(&Call::SubscribeStart(4, 30, 6)), "{calls:?}");
+}
+
+#[test]
 fn a_start_below_the_cache_waits_for_an_older_group_still_on_its_way() {
     // Upstream groups arrive in any order: group 1 before group 0. A subscriber asking
     // for group 0 then is told its track starts at 0 (not at 1, which would make it

@@ -69,11 +69,13 @@ impl Downstream {
         if !self.started {
             self.started = true;
             // Groups may arrive out of order: a start below the first one keeps the
-            // subscriber from discarding older groups still on their way.
-            let start = self
-                .start
-                .or(floor)
-                .map_or(group.sequence, |s| s.min(group.sequence));
+            // subscriber from discarding older groups still on their way. Nothing below
+            // the upstream's own start (`floor`) will come, whatever was asked for.
+            let start = match (self.start, floor) {
+                (Some(asked), Some(floor)) => Some(asked.max(floor)),
+                (asked, floor) => asked.or(floor),
+            };
+            let start = start.map_or(group.sequence, |s| s.min(group.sequence));
             sessions.subscribe_start(self.session, self.stream, start);
         }
         let Some(id) = sessions.open_group(self.session, self.stream, group.sequence) else {
@@ -245,9 +247,12 @@ impl Track {
             // groups arrive in any order), and announcing the first cached group as the
             // start would make the subscriber discard it. Evicted groups will not come.
             sub.start = sub.start.map(|s| s.max(self.evicted_below));
+            // A late joiner at the latest group starts there; one asking for an older
+            // start gets no less than what the upstream itself starts at.
+            let floor = sub.start.and(self.upstream_start);
             for group in self.groups.range(from..) {
                 if sub.wants(group.sequence) {
-                    sub.open(group, None, sessions);
+                    sub.open(group, floor, sessions);
                 }
             }
         }
