@@ -18,37 +18,6 @@ fn install(identity: &moqring::tls::Identity, cert: &Path, key: &Path) -> Result
     Ok(())
 }
 
-async fn hup(pid: u32) -> Result<()> {
-    let status = tokio::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "kill -HUP {pid}: {status}");
-    Ok(())
-}
-
-/// Waits until the relay's log holds `needle` `count` times.
-async fn logged(relay: &ChildProc, needle: &str, count: usize) -> Result<()> {
-    within(&format!("{count} x {needle:?} in the relay's log"), async {
-        while relay.log_tail().matches(needle).count() < count {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .map_err(|e| relay.with_log(e))
-}
-
-/// The body of `GET path` from the relay's HTTP side door.
-async fn http_body(relay: &Relay, path: &str) -> Result<String> {
-    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await?;
-    let mut reply = String::new();
-    within("an HTTP reply", tcp.read_to_string(&mut reply)).await??;
-    let (_, body) = reply.split_once("\r\n\r\n").context("no HTTP body")?;
-    Ok(body.trim().to_string())
-}
-
 /// A `moqring sub` of `r/t` from group 0 that accepts only the certificate `fingerprint`,
 /// its output gathered as it comes.
 struct Pinned {
@@ -126,7 +95,10 @@ async fn sighup_swaps_the_certificate_for_new_connections_and_a_bad_file_keeps_t
     .await?;
     let pid = relay.process().id().context("relay pid")?;
     assert_eq!(
-        http_body(&relay, "/certificate.sha256").await?,
+        http_get(relay.addr, "/certificate.sha256")
+            .await?
+            .body
+            .trim(),
         first.fingerprint
     );
 
@@ -157,10 +129,16 @@ async fn sighup_swaps_the_certificate_for_new_connections_and_a_bad_file_keeps_t
     early.received(30_000).await?;
 
     install(&second, &cert, &key)?;
-    hup(pid).await?;
-    logged(relay.process(), "new connections get the new one", shards).await?;
+    send_signal(pid, "HUP").await?;
+    relay
+        .process()
+        .wait_log("new connections get the new one", shards)
+        .await?;
     assert_eq!(
-        http_body(&relay, "/certificate.sha256").await?,
+        http_get(relay.addr, "/certificate.sha256")
+            .await?
+            .body
+            .trim(),
         second.fingerprint
     );
 
@@ -181,12 +159,18 @@ async fn sighup_swaps_the_certificate_for_new_connections_and_a_bad_file_keeps_t
 
     // A broken file is refused with a reason; the certificate in use stays.
     std::fs::write(&cert, "not a certificate")?;
-    hup(pid).await?;
-    logged(relay.process(), "keeping the old certificate", 1).await?;
+    send_signal(pid, "HUP").await?;
+    relay
+        .process()
+        .wait_log("keeping the old certificate", 1)
+        .await?;
     let after = Pinned::spawn(&relay, &second.fingerprint)?;
     after.received(30_000).await?;
     assert_eq!(
-        http_body(&relay, "/certificate.sha256").await?,
+        http_get(relay.addr, "/certificate.sha256")
+            .await?
+            .body
+            .trim(),
         second.fingerprint
     );
 

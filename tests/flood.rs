@@ -170,13 +170,10 @@ fn rss_kb(pid: u32) -> Result<u64> {
 
 /// A relay-wide value from the side door's /metrics (`name` with its labels).
 async fn metric(relay: SocketAddr, name: &str) -> Result<u64> {
-    let mut tcp = tokio::net::TcpStream::connect(relay).await?;
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut reply = String::new();
-    within("the metrics", tcp.read_to_string(&mut reply)).await??;
+    let reply = http_get(relay, "/metrics").await?;
     let prefix = format!("moqring_{name} ");
     reply
+        .body
         .lines()
         .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())

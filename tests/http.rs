@@ -8,43 +8,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use common::{assert_bytes_eq, within, MoqringPub, MoqringSub, PubOptions, Relay, Rng};
-
-/// A response: status and body.
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-/// Sends `request` (a whole HTTP/1.1 request head) to `addr` and reads the response until
-/// the side door closes the connection.
-async fn send(addr: SocketAddr, request: &str) -> Result<Reply> {
-    within(&format!("an answer to {request:?}"), async {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await?;
-        let text = String::from_utf8(raw)?;
-        let (head, body) = text.split_once("\r\n\r\n").context("no end of head")?;
-        let status = head
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|r| r.get(..3))
-            .context("no status line")?
-            .parse()?;
-        Ok(Reply {
-            status,
-            body: body.to_string(),
-        })
-    })
-    .await?
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Result<Reply> {
-    send(addr, &format!("GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n")).await
-}
+use common::{
+    assert_bytes_eq, http_get, http_send, within, MoqringPub, MoqringSub, PubOptions, Relay, Rng,
+};
 
 /// The value of the unlabelled (relay-wide) sample `name` in an exposition.
 fn metric(text: &str, name: &str) -> Result<u64> {
@@ -78,7 +47,7 @@ async fn metrics_until(
     let mut last = String::new();
     let found = within(what, async {
         loop {
-            let reply = get(addr, "/metrics").await?;
+            let reply = http_get(addr, "/metrics").await?;
             ensure!(reply.status == 200, "/metrics answered {}", reply.status);
             if done(&reply.body) {
                 return Ok(reply.body);
@@ -103,14 +72,14 @@ async fn certificate_health_and_refusals() -> Result<()> {
         "the side door shares the QUIC address and port"
     );
     let fingerprint = banner_line(&relay, "certificate sha256 fingerprint: ").await?;
-    let cert = get(http, "/certificate.sha256").await?;
+    let cert = http_get(http, "/certificate.sha256").await?;
     assert_eq!(
         (cert.status, cert.body.as_str()),
         (200, fingerprint.as_str())
     );
     let health = within("/health to answer 200", async {
         loop {
-            let r = get(http, "/health").await?;
+            let r = http_get(http, "/health").await?;
             if r.status == 200 {
                 return anyhow::Ok(r);
             }
@@ -119,11 +88,11 @@ async fn certificate_health_and_refusals() -> Result<()> {
     })
     .await??;
     assert_eq!(health.body, "ok\n");
-    assert_eq!(get(http, "/").await?.status, 404);
-    assert_eq!(get(http, "/fetch/anon/x").await?.status, 404);
-    let post = send(http, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await?;
+    assert_eq!(http_get(http, "/").await?.status, 404);
+    assert_eq!(http_get(http, "/fetch/anon/x").await?.status, 404);
+    let post = http_send(http, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await?;
     assert_eq!(post.status, 405);
-    assert_eq!(send(http, "garbage\r\n\r\n").await?.status, 400);
+    assert_eq!(http_send(http, "garbage\r\n\r\n").await?.status, 400);
     Ok(())
 }
 
@@ -151,7 +120,7 @@ async fn metrics_count_a_transfer_exactly() -> Result<()> {
     let scraper = tokio::spawn(async move {
         let mut seen = Vec::new();
         loop {
-            let r = get(http, "/metrics").await?;
+            let r = http_get(http, "/metrics").await?;
             let bytes_in = metric(&r.body, "moqring_bytes_in_total")?;
             let bytes_out = metric(&r.body, "moqring_bytes_out_total")?;
             seen.push((bytes_in, bytes_out));
@@ -249,25 +218,25 @@ async fn announced_lists_broadcasts_by_prefix() -> Result<()> {
     let path = format!("anon/{name}");
     let quoted = format!("\"{path}\"");
     within("the broadcast in /announced", async {
-        while !get(http, "/announced").await?.body.contains(&quoted) {
+        while !http_get(http, "/announced").await?.body.contains(&quoted) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         anyhow::Ok(())
     })
     .await??;
-    let all = get(http, "/announced/").await?;
+    let all = http_get(http, "/announced/").await?;
     assert_eq!(all.status, 200);
     assert!(all.body.starts_with('[') && all.body.trim_end().ends_with(']'));
     assert_eq!(
-        get(http, "/announced/anon").await?.body,
+        http_get(http, "/announced/anon").await?.body,
         format!("[{quoted}]\n")
     );
     assert_eq!(
-        get(http, &format!("/announced/{path}")).await?.body,
+        http_get(http, &format!("/announced/{path}")).await?.body,
         format!("[{quoted}]\n")
     );
-    assert_eq!(get(http, "/announced/an").await?.body, "[]\n");
-    assert_eq!(get(http, "/announced/other").await?.body, "[]\n");
+    assert_eq!(http_get(http, "/announced/an").await?.body, "[]\n");
+    assert_eq!(http_get(http, "/announced/other").await?.body, "[]\n");
     let text = metrics_until(http, "the broadcast gauge", |t| {
         metric(t, "moqring_broadcasts").is_ok_and(|b| b == 1)
     })
@@ -275,7 +244,7 @@ async fn announced_lists_broadcasts_by_prefix() -> Result<()> {
     assert_eq!(metric(&text, "moqring_broadcasts")?, 1);
     drop(publisher);
     within("the broadcast to leave /announced", async {
-        while get(http, "/announced").await?.body.contains(&quoted) {
+        while http_get(http, "/announced").await?.body.contains(&quoted) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         anyhow::Ok(())
@@ -306,7 +275,7 @@ async fn slow_clients_delay_neither_health_nor_a_transfer() -> Result<()> {
     // connection-per-thread server would make it wait.
     for _ in 0..5 {
         let started = Instant::now();
-        let r = get(http, "/health").await?;
+        let r = http_get(http, "/health").await?;
         assert_eq!(r.status, 200);
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "/health took {took:?}");
@@ -345,7 +314,7 @@ async fn http_bind_moves_the_side_door() -> Result<()> {
     let relay = Relay::start_with(&["--http-bind", "127.0.0.1:0"]).await?;
     let http: SocketAddr = banner_line(&relay, "http on ").await?.parse()?;
     assert_ne!(http.port(), 0);
-    let r = get(http, "/metrics").await?;
+    let r = http_get(http, "/metrics").await?;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("# TYPE moqring_bytes_in_total counter"));
     Ok(())

@@ -418,6 +418,54 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
 }
 
 // ---------------------------------------------------------------------------
+// The relay's side doors: HTTP, signals
+// ---------------------------------------------------------------------------
+
+/// A response of the relay's HTTP side door: status and body.
+pub struct HttpReply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends `request` (a whole HTTP/1.1 request head) to `addr` and reads the response until
+/// the side door closes the connection (it serves one request per connection).
+pub async fn http_send(addr: SocketAddr, request: &str) -> Result<HttpReply> {
+    within(&format!("an answer to {request:?}"), async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        let text = String::from_utf8(raw)?;
+        let (head, body) = text.split_once("\r\n\r\n").context("no end of head")?;
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .context("no status line")?
+            .parse()?;
+        Ok(HttpReply {
+            status,
+            body: body.to_string(),
+        })
+    })
+    .await?
+}
+
+/// `GET path` from the side door at `addr`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<HttpReply> {
+    http_send(addr, &format!("GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n")).await
+}
+
+/// Sends `signal` (`TERM`, `INT`, `HUP`, ...) to process `pid` with kill(1).
+pub async fn send_signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .await?;
+    ensure!(status.success(), "kill -{signal} {pid}: {status}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // Child processes
 // ---------------------------------------------------------------------------
 
@@ -488,6 +536,19 @@ impl ChildProc {
     }
 
     /// The last lines the child wrote.
+    /// Waits until the log tail holds `needle` at least `count` times.
+    pub async fn wait_log(&self, needle: &str, count: usize) -> Result<()> {
+        let what = format!("{count} x {needle:?} in {}'s log", self.name);
+        within(&what, async {
+            // Log lines arrive without an event to await.
+            while self.log_tail().matches(needle).count() < count {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .map_err(|e| self.with_log(e))
+    }
+
     pub fn log_tail(&self) -> String {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.iter()
