@@ -219,21 +219,9 @@ fn json_f64(v: f64) -> String {
     }
 }
 
+/// `v` as a JSON string literal, quotes and escapes included.
 fn json_string(v: &str) -> String {
-    let mut s = String::with_capacity(v.len() + 2);
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
-            }
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
+    serde_json::Value::from(v).to_string()
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! parser and the routes (`/certificate.sha256`, `/health`, `/metrics`, `/announced`).
 //! Bytes in, a whole response out; no sockets, no clock.
 
-use std::fmt::Write;
 
 use crate::metrics::{self, Metrics};
 
@@ -183,25 +182,10 @@ pub fn announced(broadcasts: &[String], prefix: &str) -> String {
         if i > 0 {
             out.push(',');
         }
-        json_string(&mut out, b);
+        out.push_str(&serde_json::Value::from(b.as_str()).to_string());
     }
     out.push_str("]\n");
     out
-}
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// `%XX` escapes decoded (a malformed one is kept as it is).
