@@ -2,7 +2,6 @@
 //! parser and the routes (`/certificate.sha256`, `/health`, `/metrics`, `/announced`).
 //! Bytes in, a whole response out; no sockets, no clock.
 
-
 use crate::metrics::{self, Metrics};
 
 /// Largest request head accepted (request line and headers); a longer one gets 431.
