@@ -65,6 +65,8 @@ catalogue! {
     RefusedHandshakes => "connections_refused_total", Counter, Some(("reason", "handshakes")), "";
     RefusedAddress => "connections_refused_total", Counter, Some(("reason", "address")), "";
     RefusedToken => "connections_refused_total", Counter, Some(("reason", "token")), "";
+    AuthRefusals => "auth_refusals_total", Counter, None,
+        "Sessions refused or closed for their token (missing, invalid, expired, foreign root) and requests refused outside their grant (Unauthorized).";
     HandshakesPending => "handshakes_pending", Gauge, None,
         "Connections whose QUIC handshake or moq-lite setup has not completed.";
     RetriesSent => "retries_sent_total", Counter, None,

@@ -237,6 +237,8 @@ pub struct Session {
     late_groups: u64,
     /// Groups reset because too much was queued for a peer that could not keep up.
     lagged_groups: u64,
+    /// Refusals for want of a grant: the session itself, or requests outside it (metrics).
+    auth_refusals: u64,
     /// What the peer may publish and subscribe to (`None`: everything; see
     /// [`SessionConfig::auth`]).
     grant: Option<Grant>,
@@ -280,6 +282,7 @@ impl Session {
             flushed_at: None,
             late_groups: 0,
             lagged_groups: 0,
+            auth_refusals: 0,
             grant: None,
             admitting: None,
             expires_at: None,
@@ -317,6 +320,11 @@ impl Session {
     /// Groups reset so far because the peer fell too far behind (`max_queued_bytes`).
     pub fn lagged_groups(&self) -> u64 {
         self.lagged_groups
+    }
+
+    /// Times this session, or one of its requests, was refused for want of a grant.
+    pub fn auth_refusals(&self) -> u64 {
+        self.auth_refusals
     }
 
     /// Moves the events produced so far into `out`.
@@ -424,6 +432,7 @@ impl Session {
     /// Closes a connection whose peer may not have a session.
     fn refuse(&mut self, reason: &str) {
         tracing::warn!(path = %self.root, reason, "session refused: unauthorized");
+        self.auth_refusals += 1;
         self.close(ErrorCode::Unauthorized, reason);
     }
 
@@ -445,6 +454,7 @@ impl Session {
         if self.expires_at.is_some_and(|at| at <= now) {
             self.expires_at = None;
             tracing::info!(path = %self.root, "token expired, closing session");
+            self.auth_refusals += 1;
             self.close(ErrorCode::Unauthorized, "token expired");
         }
         if !self.ending.is_empty() {

@@ -276,7 +276,10 @@ impl Session {
                 self.group_failed(&stream.kind, code);
                 self.reset_stream(id, code.code());
             }
-            Failure::Unauthorized => self.reset_stream(id, ErrorCode::Unauthorized.code()),
+            Failure::Unauthorized => {
+                self.auth_refusals += 1;
+                self.reset_stream(id, ErrorCode::Unauthorized.code());
+            }
         }
     }
 

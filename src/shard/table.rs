@@ -72,6 +72,8 @@ struct Counts {
     resets: [u64; 3],
     /// Sessions' own Lagged and Old resets, of sessions already removed.
     removed_lagged: u64,
+    /// Auth refusals of sessions already removed.
+    removed_auth: u64,
     removed_late: u64,
 }
 
@@ -118,13 +120,14 @@ impl Table {
         t.set(Slot::BytesOut, c.bytes_out);
         t.set(Slot::FramesOut, c.frames_out);
         t.set(Slot::GroupsOut, c.groups_out);
-        let (mut pending, mut queued, mut lagged, mut late) =
-            (0, 0, c.removed_lagged, c.removed_late);
+        let (mut pending, mut queued, mut lagged, mut late, mut auth) =
+            (0, 0, c.removed_lagged, c.removed_late, c.removed_auth);
         let mut versions = [0u64; 3];
         for (_, session) in &self.sessions {
             queued += session.queued_bytes() as u64;
             lagged += session.lagged_groups();
             late += session.late_groups();
+            auth += session.auth_refusals();
             match session.version() {
                 Some(Version::Lite05) => versions[0] += 1,
                 Some(Version::Lite04) => versions[1] += 1,
@@ -140,6 +143,7 @@ impl Table {
         t.set(Slot::ResetLagged, c.resets[0] + lagged);
         t.set(Slot::ResetOld, c.resets[1] + late);
         t.set(Slot::ResetOther, c.resets[2]);
+        t.set(Slot::AuthRefusals, auth);
     }
 
     /// Replaces `out`'s contents with the sessions active this turn (no allocation once
@@ -163,6 +167,7 @@ impl Table {
                 self.timers.schedule(key, None);
                 let session = self.sessions.remove(key);
                 self.counts.removed_lagged += session.lagged_groups();
+                self.counts.removed_auth += session.auth_refusals();
                 self.counts.removed_late += session.late_groups();
                 self.admission.release();
                 self.pending.remove(key);
