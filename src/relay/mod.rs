@@ -25,6 +25,11 @@ use track::{Downstream, Track};
 use crate::session::Event;
 use crate::wire::{ErrorCode, Subscribe, TrackInfo};
 
+/// How long a track that ended cleanly waits for groups of its announced range that have
+/// not opened yet (they are in flight, or were reset before their header came); then it
+/// ends without them.
+const END_WAIT: Duration = Duration::from_secs(10);
+
 /// Limits the relay enforces.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -210,6 +215,8 @@ pub struct Relay {
     departed: Vec<(Instant, String)>,
     /// Finished tracks, kept for late and resuming subscribers until then.
     expiring: Vec<(Instant, usize)>,
+    /// Tracks ending cleanly that wait for their last groups, and until when.
+    ending: Vec<(Instant, usize)>,
     /// FETCHes passed on to the owner shard: token -> (session, stream) to answer.
     fetches: Slab<(SessionKey, u64)>,
     /// Ends of broadcasts not yet told to watchers: they wait for this shard's mirrors of
@@ -237,6 +244,7 @@ impl Relay {
             now: None,
             departed: Vec::new(),
             expiring: Vec::new(),
+            ending: Vec::new(),
             fetches: Slab::new(),
             held_unannounces: Vec::new(),
         }
@@ -268,6 +276,13 @@ impl Relay {
         if !self.held_unannounces.is_empty() {
             self.release_unannounces(|held| held.until.is_some_and(|t| t <= now), sessions);
         }
+        while let Some(pos) = self.ending.iter().position(|(at, _)| *at <= now) {
+            let (_, idx) = self.ending.swap_remove(pos);
+            // Groups of the announced range that never opened are lost; the track ends.
+            if self.tracks.get(idx).is_some_and(|t| t.closing) {
+                self.end_track(idx, None, sessions);
+            }
+        }
         while let Some(pos) = self.expiring.iter().position(|(at, _)| *at <= now) {
             let (_, idx) = self.expiring.swap_remove(pos);
             // The slot may hold another track by now; only a finished one goes.
@@ -283,6 +298,7 @@ impl Relay {
         let held = self.held_unannounces.iter().filter_map(|u| u.until);
         departed
             .chain(self.expiring.iter().map(|(at, _)| *at))
+            .chain(self.ending.iter().map(|(at, _)| *at))
             .chain(held)
             .min()
     }
@@ -384,9 +400,16 @@ impl Relay {
             Event::SubscriptionClosed { token, error } => {
                 tracing::debug!(token, ?error, "upstream subscription closed");
                 match upstream_track(&mut self.tracks, key, token) {
-                    // A clean end waits for the groups still arriving.
-                    Some(track) if error.is_none() && track.has_open_groups() => {
+                    // A clean end waits for the groups still arriving, and for those of
+                    // the announced range not opened yet (at most END_WAIT).
+                    Some(track)
+                        if error.is_none()
+                            && (track.has_open_groups() || track.awaits_groups()) =>
+                    {
                         track.closing = true;
+                        if let Some(now) = self.now {
+                            self.ending.push((now + END_WAIT, token));
+                        }
                     }
                     Some(_) => self.end_track(token, error, sessions),
                     None => {}
@@ -423,7 +446,7 @@ impl Relay {
             } => {
                 if let Some(track) = upstream_track(&mut self.tracks, key, token) {
                     track.end_group(sequence, error, &self.config, self.now, sessions);
-                    if track.closing && !track.has_open_groups() {
+                    if track.closing && !track.has_open_groups() && !track.awaits_groups() {
                         self.end_track(token, None, sessions);
                     }
                 }

@@ -623,6 +623,52 @@ fn subscriber_asking_for_an_older_group_gets_the_cache_in_order() {
 }
 
 #[test]
+fn a_clean_end_waits_for_the_groups_of_its_range_not_opened_yet() {
+    // lite-05: the publisher starts at group 0 and ends at 3 (exclusive), then closes its
+    // subscription while group 2 is still on its way: the track stays until group 2 has
+    // come and gone, then ends cleanly.
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.tick(Instant::now(), &mut rec);
+    relay.handle(2, subscribe_from(10, Some(0)), &mut rec);
+    let token = upstream_token(&rec.take());
+    relay.handle(
+        PUB,
+        Event::SubscribeAccepted {
+            token,
+            start: Some(0),
+        },
+        &mut rec,
+    );
+    publish_groups(&mut relay, &mut rec, token, 0..2, 1, 100);
+    relay.handle(PUB, Event::SubscribeEnd { token, group: 3 }, &mut rec);
+    relay.handle(
+        PUB,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    let calls = rec.take();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::EndSubscription(2, 10, _))),
+        "ended before group 2: {calls:?}"
+    );
+    publish_groups(&mut relay, &mut rec, token, 2..3, 1, 100);
+    let calls = rec.take();
+    assert_eq!(
+        opened(&calls, 2).iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| matches!(c, Call::EndSubscription(2, 10, None))),
+        "{calls:?}"
+    );
+}
+
+#[test]
 fn a_start_below_the_upstreams_own_start_is_raised_to_it() {
     // The upstream (a publisher, or the owner shard for a mirror) says its track starts
     // at group 5: a subscriber asking for group 0 is told 5, not 0, or it would wait for

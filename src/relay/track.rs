@@ -159,6 +159,9 @@ pub struct Track {
     budget: Option<CacheBudget>,
     /// Groups below this were evicted from the cache: they will not be served again.
     evicted_below: u64,
+    /// Groups opened upstream at or above `upstream_start` (to tell whether a clean end
+    /// still waits for some).
+    groups_started: u64,
 }
 
 impl Track {
@@ -180,6 +183,7 @@ impl Track {
             eager: false,
             budget: None,
             evicted_below: 0,
+            groups_started: 0,
         }
     }
 
@@ -232,6 +236,15 @@ impl Track {
         self.groups.iter().any(|g| g.end.is_none())
     }
 
+    /// Whether groups of the range the upstream announced (lite-05: from SUBSCRIBE_START
+    /// to SUBSCRIBE_END) have not opened here yet: a clean end must wait for them.
+    pub fn awaits_groups(&self) -> bool {
+        match (self.upstream_start, self.end) {
+            (Some(start), Some(end)) if end > start => self.groups_started < end - start,
+            _ => false,
+        }
+    }
+
     /// A new subscriber starts at the latest group, from its first frame; one that asks for
     /// an older start gets every cached group from there on, in order.
     pub fn add_subscriber<S: Sessions>(&mut self, mut sub: Downstream, sessions: &mut S) {
@@ -280,6 +293,9 @@ impl Track {
         now: Option<Instant>,
         sessions: &mut S,
     ) -> u64 {
+        if self.upstream_start.is_none_or(|start| sequence >= start) {
+            self.groups_started += 1;
+        }
         self.evict(config, now);
         while self.open_groups() >= config.max_open_groups {
             let Some(pos) = self.groups.iter().position(|g| g.end.is_none()) else {
