@@ -59,23 +59,6 @@ impl Started {
             .unwrap_or_else(|| panic!("no {prefix:?} in {:?}", self.banner))
     }
 
-    /// Waits until the relay's stderr holds `count` lines containing `needle`, and returns
-    /// the last of them.
-    async fn logged(&self, needle: &str, count: usize) -> Result<String> {
-        within(&format!("{count} log lines with {needle:?}"), async {
-            loop {
-                let tail = self.proc.log_tail();
-                let hits: Vec<&str> = tail.lines().filter(|l| l.contains(needle)).collect();
-                if hits.len() >= count {
-                    return hits[hits.len() - 1].to_string();
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .map_err(|e| self.proc.with_log(e))
-    }
-
     fn url(&self, path: &str) -> String {
         format!("moql://{}/{path}", self.addr)
     }
@@ -166,7 +149,7 @@ async fn cores_pins_one_shard_to_each_listed_core() -> Result<()> {
             format!("{} on cores {cores:?}", cores.len())
         );
         // Each shard pins itself as its thread starts, before it listens.
-        relay.logged("shard listening", cores.len()).await?;
+        relay.proc.wait_log("shard listening", cores.len()).await?;
         let pid = relay.proc.id().context("relay pid")?;
         let want: Vec<(usize, String)> = cores
             .iter()
@@ -256,7 +239,7 @@ async fn every_relay_flag_starts_a_relay_that_carries_traffic() -> Result<()> {
     );
     assert_eq!(relay.line("protocols: "), "moq-lite-05, moq-lite-04");
     assert!(relay.line("shards: ").starts_with("2 on cores"));
-    let settings = relay.logged(" settings", 1).await?;
+    let settings = relay.proc.wait_log(" settings", 1).await?;
     for field in [
         "max_frame_size=16777216",
         "max_queued_bytes=8388608",
@@ -271,8 +254,8 @@ async fn every_relay_flag_starts_a_relay_that_carries_traffic() -> Result<()> {
     ] {
         assert!(settings.contains(field), "{field} not in {settings}");
     }
-    relay.logged("steered=false", 1).await?;
-    let unpinned = relay.logged("shard listening", 2).await?;
+    relay.proc.wait_log("steered=false", 1).await?;
+    let unpinned = relay.proc.wait_log("shard listening", 2).await?;
     assert!(unpinned.contains("core=None"), "{unpinned}");
 
     // A pub and a sub with the client flags, through it; moq-lite-03 is not offered.
@@ -420,7 +403,7 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
     );
     assert_eq!(relay.line("protocols: "), "moq-lite-05, moq-lite-04");
     assert!(relay.line("shards: ").starts_with("1 on cores"));
-    let settings = relay.logged(" settings", 1).await?;
+    let settings = relay.proc.wait_log(" settings", 1).await?;
     for field in [
         "max_queued_bytes=1234567",
         "max_frame_size=16777216",
@@ -451,10 +434,10 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
         identity.fingerprint
     );
     // The file's log format: one JSON object a line.
-    let settings = relay.logged("\"message\":\"settings\"", 1).await?;
+    let settings = relay.proc.wait_log("\"message\":\"settings\"", 1).await?;
     let json: serde_json::Value = serde_json::from_str(&settings)?;
     assert_eq!(json["fields"]["max_queued_bytes"], 8388608, "{json}");
-    relay.logged("shard listening", 1).await?;
+    relay.proc.wait_log("shard listening", 1).await?;
     let pid = relay.proc.id().context("pid")?;
     assert_eq!(shard_affinity(pid)?, vec![(0, core.to_string())]);
     std::fs::remove_dir_all(&dir)?;

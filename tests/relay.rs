@@ -10,52 +10,18 @@ use anyhow::{Context, Result};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `moqring pub|sub URL --broadcast B --track t` with logs at info level.
-fn spawn_client(
-    command: &str,
-    url: &url::Url,
-    broadcast: &str,
-    extra: &[&str],
-) -> Result<ChildProc> {
-    let mut args = vec![
-        command.to_string(),
-        url.to_string(),
-        "--broadcast".into(),
-        broadcast.into(),
-        "--track".into(),
-        "t".into(),
-        "--tls-disable-verify".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut cmd = moqring_command(&args);
-    cmd.env("RUST_LOG", "moqring=info");
-    ChildProc::spawn(format!("moqring {command}"), cmd)
-}
-
 /// `moqring pub`, stdin left to the test.
 fn spawn_pub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
-    let mut proc = spawn_client("pub", url, broadcast, extra)?;
+    let mut proc = moqring_client("pub", url, broadcast, extra)?;
     proc.log_stdout();
     Ok(proc)
 }
 
 /// `moqring sub`; the test reads its stdout.
 fn spawn_sub(url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
-    let mut proc = spawn_client("sub", url, broadcast, extra)?;
+    let mut proc = moqring_client("sub", url, broadcast, extra)?;
     proc.close_stdin();
     Ok(proc)
-}
-
-/// Waits until a child's log contains `needle`.
-async fn log_contains(proc: &ChildProc, needle: &str) -> Result<()> {
-    within(&format!("{} to log {needle:?}", proc.name()), async {
-        while !proc.log_tail().contains(needle) {
-            // Log lines arrive without an event we could await here.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .map_err(|err| proc.with_log(err))
 }
 
 /// Reads exactly `n` bytes of a child's stdout.
@@ -253,7 +219,7 @@ async fn live_track(
         &["--frame-size", &frame, "--group-frames", &group],
     )?;
     let mut stdin = publisher.take_stdin().context("stdin")?;
-    log_contains(&publisher, "subscribed stream=").await?;
+    publisher.wait_log("subscribed stream=", 1).await?;
     stdin.write_all(&data[..split]).await?;
     stdin.flush().await?;
     assert_eq!(read_exact(&mut first_out, split).await?, data[..split]);
@@ -268,7 +234,7 @@ async fn join(
 ) -> Result<(ChildProc, tokio::process::ChildStdout)> {
     let mut sub = spawn_sub(url, name, extra)?;
     let out = sub.take_stdout().context("stdout")?;
-    log_contains(&sub, "announced, subscribing").await?;
+    sub.wait_log("announced, subscribing", 1).await?;
     // Give its SUBSCRIBE time to reach the relay: nothing observable marks that.
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok((sub, out))
@@ -338,7 +304,7 @@ async fn publisher_loss_ends_the_track_and_the_broadcast_can_be_published_again(
         }
         unreachable!()
     });
-    log_contains(&publisher, "subscribed stream=").await?;
+    publisher.wait_log("subscribed stream=", 1).await?;
     stdin.write_all(&[7u8; 3000]).await?;
     stdin.flush().await?;
     within("the subscriber to read 3000 bytes", told.recv()).await?;
@@ -470,7 +436,7 @@ async fn certificate_fingerprint_is_checked() -> Result<()> {
     let status = refused.wait_for(TIMEOUT).await?;
     assert!(!status.success());
     // Its stderr is collected in the background: wait for the line.
-    log_contains(&refused, "does not match").await?;
+    refused.wait_log("does not match", 1).await?;
 
     // The right one (in any case, with colons) is accepted: a transfer goes through.
     let data = Rng::seeded("fingerprint").bytes(100_000).to_vec();
@@ -521,7 +487,7 @@ async fn the_connection_limit_holds_for_the_whole_relay_whichever_shard_a_connec
 ) -> Result<()> {
     const LIMIT: usize = 3;
     let relay = Relay::start_with(&["--max-connections", "3", "--threads", "2"]).await?;
-    log_contains(relay.child(), "steered=true").await?;
+    relay.child().wait_log("steered=true", 1).await?;
     let addr = relay.addr;
     // Two connections on shard 0 and one on shard 1 (the steering program picks the shard
     // by the first byte of the Initial's connection ID): under a per-shard split of the
@@ -556,7 +522,7 @@ async fn the_connection_limit_holds_for_the_whole_relay_whichever_shard_a_connec
     })
     .await?;
     assert_eq!(more, vec![false; 4], "beyond the limit, on either shard");
-    log_contains(relay.child(), &refusal_line(LIMIT)).await?;
+    relay.child().wait_log(&refusal_line(LIMIT), 1).await?;
     assert_eq!(accepted_per_shard(&relay.log_tail(), 2), vec![2, 1]);
 
     // The connection on shard 1 closes: its place goes to a connection on shard 0.
@@ -717,7 +683,7 @@ fn memory_of(pid: u32, field: &str) -> u64 {
 /// gives the requests time to reach the relay.
 async fn all_subscribing(subs: &[ChildProc]) -> Result<()> {
     for sub in subs {
-        log_contains(sub, "announced, subscribing").await?;
+        sub.wait_log("announced, subscribing", 1).await?;
     }
     // Nothing observable marks a SUBSCRIBE's arrival at the relay (see `join`).
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -783,7 +749,7 @@ async fn a_stalled_subscriber_neither_grows_the_relay_nor_delays_ten_others() ->
         })
         .collect();
     all_subscribing(&subs).await?;
-    log_contains(&publisher, "subscribed stream=").await?;
+    publisher.wait_log("subscribed stream=", 1).await?;
 
     // The first subscriber stops: its process no longer reads its socket.
     let stalled = subs[0].id().context("stalled pid")?;
@@ -892,7 +858,7 @@ async fn eager_broadcasts_are_cached_before_any_viewer_and_others_wait_for_one()
         lazy.take_stdin().context("stdin")?,
     );
     // No viewer yet: the eager broadcast is subscribed on announce and reads its input.
-    log_contains(&eager, "subscribed stream=").await?;
+    eager.wait_log("subscribed stream=", 1).await?;
     eager_in.write_all(&data).await?;
     eager_in.flush().await?;
     lazy_in.write_all(&data).await?;
@@ -914,7 +880,7 @@ async fn eager_broadcasts_are_cached_before_any_viewer_and_others_wait_for_one()
     assert_eq!(first.map(|f| f.concat()).ok(), Some(data[..4000].to_vec()));
 
     // On demand: announced, but nobody asked, so nothing was subscribed or cached.
-    log_contains(relay.process(), "broadcast=anon/lazy").await?;
+    relay.process().wait_log("broadcast=anon/lazy", 1).await?;
     let lazy_fetch = tokio::task::spawn_blocking(move || raw_fetch(addr, "lazy", 0)).await?;
     assert_eq!(
         lazy_fetch,

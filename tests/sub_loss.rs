@@ -15,7 +15,9 @@ use anyhow::{ensure, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::ChildStdout;
 
-use common::{assert_bytes_eq, moqring_command, within, ChildProc, Relay, Rng, TIMEOUT};
+use common::{
+    assert_bytes_eq, moqring_client, moqring_command, within, ChildProc, Relay, Rng, TIMEOUT,
+};
 
 /// The relay's bound on bytes queued per subscriber session in these tests.
 const QUEUE: &str = "1048576";
@@ -23,38 +25,6 @@ const QUEUE: &str = "1048576";
 const FRAME: usize = 64 << 10;
 const GROUP_FRAMES: usize = 16;
 const GROUP: usize = FRAME * GROUP_FRAMES;
-
-/// `moqring pub` or `moqring sub` of track `t` of `broadcast`, logging at info level.
-fn client(command: &str, url: &url::Url, broadcast: &str, extra: &[&str]) -> Result<ChildProc> {
-    let mut args = vec![
-        command.to_string(),
-        url.to_string(),
-        "--broadcast".into(),
-        broadcast.into(),
-        "--track".into(),
-        "t".into(),
-        "--tls-disable-verify".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut cmd = moqring_command(&args);
-    cmd.env("RUST_LOG", "moqring=info");
-    ChildProc::spawn(format!("moqring {command}"), cmd)
-}
-
-/// Waits until `log()` contains `needle`.
-async fn wait_for_log(what: &str, log: impl Fn() -> String, needle: &str) -> Result<String> {
-    within(&format!("{what} to log {needle:?}"), async {
-        loop {
-            let text = log();
-            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-                return line.to_string();
-            }
-            // Log lines arrive without an event we could await here.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
 
 /// A relay with a small per-subscriber queue, and a subscriber and a publisher of
 /// `broadcast` on it (pub flags `extra`), the publisher subscribed to; returns the
@@ -76,16 +46,16 @@ async fn transfer(
     )
     .await?;
     let url = relay.url("anon");
-    let mut sub = client("sub", &url, broadcast, sub_extra)?;
+    let mut sub = moqring_client("sub", &url, broadcast, sub_extra)?;
     sub.close_stdin();
     let out = sub.take_stdout().context("sub stdout")?;
     let (frame, group) = (FRAME.to_string(), GROUP_FRAMES.to_string());
     let mut args = vec!["--frame-size", &frame, "--group-frames", &group];
     args.extend_from_slice(pub_extra);
-    let mut publisher = client("pub", &url, broadcast, &args)?;
+    let mut publisher = moqring_client("pub", &url, broadcast, &args)?;
     publisher.log_stdout();
     let stdin = publisher.take_stdin().context("pub stdin")?;
-    wait_for_log("moqring pub", || publisher.log_tail(), "subscribed stream=").await?;
+    publisher.wait_log("subscribed stream=", 1).await?;
     Ok((relay, sub, out, publisher, stdin))
 }
 
@@ -130,7 +100,10 @@ async fn stalled_subscriber_loses_groups(sub_extra: &[&str]) -> Result<()> {
     let writer = feed(stdin, data.clone());
 
     // The subscriber blocks on its full stdout pipe: the relay resets its oldest groups.
-    let reset = wait_for_log("relay", || relay.log_tail(), "subscriber cannot keep up").await?;
+    let reset = relay
+        .child()
+        .wait_log("subscriber cannot keep up", 1)
+        .await?;
     ensure!(
         reset.contains("WARN") && reset.contains("--max-queued-bytes") && reset.contains("Lagged"),
         "the relay names the reason: {reset}"
@@ -145,7 +118,7 @@ async fn stalled_subscriber_loses_groups(sub_extra: &[&str]) -> Result<()> {
         sub.log_tail()
     );
     // Its stderr is collected by a task that may read the last line after the exit.
-    let line = wait_for_log("moqring sub", || sub.log_tail(), "moqring: track ended but").await?;
+    let line = sub.wait_log("moqring: track ended but", 1).await?;
     ensure!(line.contains("groups were lost ("), "which groups: {line}");
     ensure!(
         bytes_written(&line) == Some(got.len()),

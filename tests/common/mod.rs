@@ -536,12 +536,18 @@ impl ChildProc {
     }
 
     /// The last lines the child wrote.
-    /// Waits until the log tail holds `needle` at least `count` times.
-    pub async fn wait_log(&self, needle: &str, count: usize) -> Result<()> {
+    /// Waits until the log tail holds `needle` at least `count` times; returns the last
+    /// line holding it.
+    pub async fn wait_log(&self, needle: &str, count: usize) -> Result<String> {
         let what = format!("{count} x {needle:?} in {}'s log", self.name);
         within(&what, async {
-            // Log lines arrive without an event to await.
-            while self.log_tail().matches(needle).count() < count {
+            loop {
+                let tail = self.log_tail();
+                if tail.matches(needle).count() >= count {
+                    let last = tail.lines().rev().find(|l| l.contains(needle));
+                    return last.unwrap_or_default().to_string();
+                }
+                // Log lines arrive without an event to await.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -645,6 +651,29 @@ where
     let mut cmd = Command::new(MOQRING);
     cmd.args(args);
     cmd
+}
+
+/// `moqring pub|sub URL --broadcast B --track t --tls-disable-verify EXTRA...`, logging at
+/// info level.
+pub fn moqring_client(
+    command: &str,
+    url: &Url,
+    broadcast: &str,
+    extra: &[&str],
+) -> Result<ChildProc> {
+    let mut args = vec![
+        command.to_string(),
+        url.to_string(),
+        "--broadcast".into(),
+        broadcast.into(),
+        "--track".into(),
+        "t".into(),
+        "--tls-disable-verify".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut cmd = moqring_command(&args);
+    cmd.env("RUST_LOG", "moqring=info");
+    ChildProc::spawn(format!("moqring {command}"), cmd)
 }
 
 // ---------------------------------------------------------------------------
