@@ -231,6 +231,14 @@ async fn every_relay_flag_starts_a_relay_that_carries_traffic() -> Result<()> {
         "2",
         "--no-pin",
         "--no-steering",
+        "--handshake-timeout",
+        "10s",
+        "--max-pending-handshakes",
+        "1000",
+        "--max-pending-per-address",
+        "16",
+        "--retry",
+        "always",
     ])
     .await?;
     assert_eq!(
@@ -255,6 +263,11 @@ async fn every_relay_flag_starts_a_relay_that_carries_traffic() -> Result<()> {
         assert!(settings.contains(field), "{field} not in {settings}");
     }
     relay.proc.wait_log("steered=false", 1).await?;
+    let handshakes = relay.proc.wait_log(" settings", 1).await?;
+    assert!(
+        handshakes.contains("retry: Always") && handshakes.contains("max_pending_per_address: 16"),
+        "{handshakes}"
+    );
     let unpinned = relay.proc.wait_log("shard listening", 2).await?;
     assert!(unpinned.contains("core=None"), "{unpinned}");
 
@@ -309,6 +322,8 @@ async fn every_relay_flag_starts_a_relay_that_carries_traffic() -> Result<()> {
     sub.wait_success().await?;
     let got = within("the sub's output", received).await???;
     assert_bytes_eq(&got, &data, "pub -> relay -> sub with every client flag");
+    // --retry always: both clients proved their address with a Retry first.
+    relay.proc.wait_log("retried=true", 2).await?;
 
     // The relay accepts only the versions --alpn names.
     let mut refused = moqring_command([
