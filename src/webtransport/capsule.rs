@@ -38,9 +38,10 @@ pub fn decode(buf: &mut &[u8]) -> Result<Capsule, Error> {
     let (value, rest) = rest.split_at_checked(len as usize).ok_or(Error::Short)?;
     let capsule = match ty {
         CLOSE_SESSION => {
-            let (code, reason) = value
-                .split_first_chunk::<4>()
-                .ok_or(Error::h3(H3Error::Message, "CLOSE capsule shorter than its code"))?;
+            let (code, reason) = value.split_first_chunk::<4>().ok_or(Error::h3(
+                H3Error::Message,
+                "CLOSE capsule shorter than its code",
+            ))?;
             if reason.len() > MAX_REASON {
                 return Err(Error::h3(H3Error::Message, "close reason too long"));
             }
@@ -131,14 +132,18 @@ mod tests {
         // 1023 ASCII bytes then a 2-byte char straddling the limit: it goes whole.
         let reason = format!("{}é and more", "a".repeat(1023));
         let frame_bytes = close_frame(7, &reason);
-        let Ok(Capsule::Close { code, reason: got }) = decode(&mut unwrap_data(&frame_bytes)) else {
+        let Ok(Capsule::Close { code, reason: got }) = decode(&mut unwrap_data(&frame_bytes))
+        else {
             panic!("not a close");
         };
         assert_eq!(code, 7);
         assert_eq!(got, "a".repeat(1023));
         let exact = "b".repeat(MAX_REASON);
         let frame_bytes = close_frame(7, &exact);
-        let close = Capsule::Close { code: 7, reason: exact };
+        let close = Capsule::Close {
+            code: 7,
+            reason: exact,
+        };
         assert_eq!(decode(&mut unwrap_data(&frame_bytes)), Ok(close));
     }
 
@@ -183,7 +188,10 @@ mod tests {
         encode(MAX_FRAME + 1, &mut header);
         let too_long = Err(Error::h3(H3Error::ExcessiveLoad, "capsule too long"));
         assert_eq!(decode(&mut &header[..]), too_long);
-        let short = Err(Error::h3(H3Error::Message, "CLOSE capsule shorter than its code"));
+        let short = Err(Error::h3(
+            H3Error::Message,
+            "CLOSE capsule shorter than its code",
+        ));
         assert_eq!(decode(&mut &[0x68, 0x43, 0x03, 0, 0, 0][..]), short);
         let mut long = Vec::new();
         encode(CLOSE_SESSION, &mut long);

@@ -74,10 +74,16 @@ mod tests {
         assert_eq!(decode(&mut &[0x00, 0x10][..], 0x10), Err(Error::Short));
         for ty in [0x02, 0x06, 0x08, 0x09] {
             let err = decode(&mut &[ty][..], 16).unwrap_err();
-            assert_eq!(err, Error::h3(H3Error::FrameUnexpected, "HTTP/2 frame type"));
+            assert_eq!(
+                err,
+                Error::h3(H3Error::FrameUnexpected, "HTTP/2 frame type")
+            );
         }
         // GREASE and unknown types are frames like any other.
-        assert_eq!(decode(&mut &[0x21, 0x01, 0x07][..], 16), Ok((0x21, &[7][..])));
+        assert_eq!(
+            decode(&mut &[0x21, 0x01, 0x07][..], 16),
+            Ok((0x21, &[7][..]))
+        );
     }
 
     #[test]

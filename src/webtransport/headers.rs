@@ -60,28 +60,44 @@ pub fn decode_request(block: &[u8]) -> Result<ConnectRequest, RequestError> {
             return Err(Malformed("request without :scheme or :path"));
         }
         let reason = "only Extended CONNECT is served";
-        return Err(Rejected { status: 405, reason });
+        return Err(Rejected {
+            status: 405,
+            reason,
+        });
     }
     let Some(protocol) = protocol else {
         if authority.is_none() || scheme.is_some() || path.is_some() {
-            return Err(Malformed("CONNECT without :authority, or with :scheme or :path"));
+            return Err(Malformed(
+                "CONNECT without :authority, or with :scheme or :path",
+            ));
         }
         let reason = "CONNECT without :protocol (a proxy tunnel) is not served";
-        return Err(Rejected { status: 501, reason });
+        return Err(Rejected {
+            status: 501,
+            reason,
+        });
     };
     let (Some(scheme), Some(authority), Some(path)) = (scheme, authority, path) else {
-        return Err(Malformed("Extended CONNECT without :scheme, :authority or :path"));
+        return Err(Malformed(
+            "Extended CONNECT without :scheme, :authority or :path",
+        ));
     };
     if authority.is_empty() || path.is_empty() {
         return Err(Malformed("empty :authority or :path"));
     }
     if protocol != "webtransport" {
         let reason = ":protocol is not webtransport";
-        return Err(Rejected { status: 501, reason });
+        return Err(Rejected {
+            status: 501,
+            reason,
+        });
     }
     if scheme != "https" {
         let reason = ":scheme is not https";
-        return Err(Rejected { status: 400, reason });
+        return Err(Rejected {
+            status: 400,
+            reason,
+        });
     }
     let origin = values(&regular, "origin")
         .next()
@@ -151,9 +167,9 @@ pub fn decode_response(block: &[u8]) -> Result<ConnectResponse, RequestError> {
     let ([status], regular) = section(block, [":status"])?;
     let status = status.ok_or(Malformed("no :status"))?;
     let status = match *status.as_bytes() {
-        [a @ b'1'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
-            [a, b, c].iter().fold(0, |n, d| n * 10 + u16::from(d - b'0'))
-        }
+        [a @ b'1'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9'] => [a, b, c]
+            .iter()
+            .fold(0, |n, d| n * 10 + u16::from(d - b'0')),
         _ => return Err(Malformed(":status is not a code from 100 to 599")),
     };
     let protocol = values(&regular, "wt-protocol")
@@ -182,7 +198,11 @@ fn section<const N: usize>(block: &[u8], known: [&str; N]) -> Result<Section<N>,
     for field in fields {
         let (name, value) = (field.name(), field.value());
         let token = name.strip_prefix(b":").unwrap_or(name);
-        if token.is_empty() || !token.iter().all(|&b| is_tchar(b) && !b.is_ascii_uppercase()) {
+        if token.is_empty()
+            || !token
+                .iter()
+                .all(|&b| is_tchar(b) && !b.is_ascii_uppercase())
+        {
             return Err(Malformed("field name not a lower-case token"));
         }
         if value.iter().any(|b| matches!(b, 0 | b'\r' | b'\n')) {
@@ -231,7 +251,10 @@ fn values<'a>(fields: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [
 fn headers_frame(fields: &[(&str, &str)]) -> Bytes {
     // The prefix, then per field line at most a first byte and two integers of up to ten
     // bytes each around the name and value (Huffman is used only when shorter).
-    let room: usize = 2 + fields.iter().map(|(n, v)| n.len() + v.len() + 21).sum::<usize>();
+    let room: usize = 2 + fields
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 21)
+        .sum::<usize>();
     let mut block = vec![0; room];
     let len = Encoder::new()
         .encode(fields, &mut block)
@@ -264,7 +287,10 @@ mod tests {
         stream.extend_from_slice(block);
         for n in 0..stream.len() {
             let mut part = &stream[..n];
-            assert_eq!(frame::decode(&mut part, MAX_FRAME), Err(crate::webtransport::Error::Short));
+            assert_eq!(
+                frame::decode(&mut part, MAX_FRAME),
+                Err(crate::webtransport::Error::Short)
+            );
             assert_eq!(part.len(), n);
         }
         decode_request(self::block(&stream))
@@ -296,7 +322,10 @@ mod tests {
             (":protocol", "webtransport"),
             ("sec-webtransport-http3-draft02", "1"),
             ("origin", "http://localhost"),
-            ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0"),
+            (
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0.0.0",
+            ),
             ("wt-available-protocols", r#""moq-lite-05", "moq-lite-04""#),
         ];
         let frame_bytes = headers_frame(fields);
@@ -366,7 +395,10 @@ mod tests {
         assert_eq!(decode_response(block(&tokened)), Ok(expected));
         // The syntax on the wire is the client's: find the field value in the decoded block.
         let fields = Decoder::new().decode(block(&quoted), MAX_FRAME).unwrap();
-        let wt: Vec<_> = fields.iter().filter(|f| f.name() == b"wt-protocol").collect();
+        let wt: Vec<_> = fields
+            .iter()
+            .filter(|f| f.name() == b"wt-protocol")
+            .collect();
         assert_eq!(wt[0].value(), br#""moq-lite-05""#);
         let fields = Decoder::new().decode(block(&tokened), MAX_FRAME).unwrap();
         assert_eq!(fields[0].value(), b"200");
@@ -379,7 +411,10 @@ mod tests {
     fn ok_without_protocol_and_refusals() {
         let plain = encode_response(200, None);
         // HEADERS; prefix; :status 200 (static 25); the draft field.
-        assert_eq!(&plain[..5], [0x01, plain.len() as u8 - 2, 0x00, 0x00, 0xc0 | 25]);
+        assert_eq!(
+            &plain[..5],
+            [0x01, plain.len() as u8 - 2, 0x00, 0x00, 0xc0 | 25]
+        );
         let ok = ConnectResponse {
             status: 200,
             protocol: None,
@@ -387,7 +422,10 @@ mod tests {
         assert_eq!(decode_response(block(&plain)), Ok(ok));
         let refused = encode_response(400, Some(&q("moq-lite-05")));
         // :status 400 alone: static entry 67.
-        assert_eq!(&refused[..], [0x01, 0x04, 0x00, 0x00, 0xc0 | 0x3f, 67 - 0x3f]);
+        assert_eq!(
+            &refused[..],
+            [0x01, 0x04, 0x00, 0x00, 0xc0 | 0x3f, 67 - 0x3f]
+        );
         let bad = ConnectResponse {
             status: 400,
             protocol: None,
@@ -398,7 +436,10 @@ mod tests {
     #[test]
     fn dynamic_table_references_are_malformed() {
         let cases: [(&[u8], &str); 5] = [
-            (&[0x02, 0x00, 0xc0 | 15], "dynamic table reference (Required Insert Count)"),
+            (
+                &[0x02, 0x00, 0xc0 | 15],
+                "dynamic table reference (Required Insert Count)",
+            ),
             (&[0x00, 0x00, 0x80], "dynamic table reference"), // indexed, dynamic
             (&[0x00, 0x00, 0x10], "dynamic table reference"), // indexed, post-base
             (&[0x00, 0x00, 0x40, 0x01, 0x61], "dynamic table reference"), // name ref, dynamic
@@ -424,7 +465,10 @@ mod tests {
         (":path", "/"),
     ];
 
-    fn with(changes: &[(usize, (&'static str, &'static str))], extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    fn with(
+        changes: &[(usize, (&'static str, &'static str))],
+        extra: &[(&'static str, &'static str)],
+    ) -> Vec<(&'static str, &'static str)> {
         let mut fields = CONNECT.to_vec();
         for &(i, field) in changes {
             fields[i] = field;
@@ -439,14 +483,38 @@ mod tests {
             (CONNECT[1..].to_vec(), "no :method"),
             (with(&[], &[(":path", "/x")]), "duplicate pseudo-header"),
             (with(&[], &[(":status", "200")]), "unknown pseudo-header"),
-            (with(&[(3, ("origin", "o"))], &[(":authority", "h")]), "pseudo-header after a regular field"),
-            (with(&[], &[("x", "a\r\nb")]), "NUL, CR or LF in a field value"),
-            (with(&[], &[("bad name", "v")]), "field name not a lower-case token"),
-            (with(&[(4, (":path", ""))], &[]), "empty :authority or :path"),
-            (CONNECT[..4].to_vec(), "Extended CONNECT without :scheme, :authority or :path"),
-            (with(&[(0, (":method", "GET"))], &[]), ":protocol on a request that is not CONNECT"),
-            (vec![(":method", "GET"), (":path", "/")], "request without :scheme or :path"),
-            (vec![(":method", "CONNECT"), (":authority", "h"), (":path", "/")], "CONNECT without :authority, or with :scheme or :path"),
+            (
+                with(&[(3, ("origin", "o"))], &[(":authority", "h")]),
+                "pseudo-header after a regular field",
+            ),
+            (
+                with(&[], &[("x", "a\r\nb")]),
+                "NUL, CR or LF in a field value",
+            ),
+            (
+                with(&[], &[("bad name", "v")]),
+                "field name not a lower-case token",
+            ),
+            (
+                with(&[(4, (":path", ""))], &[]),
+                "empty :authority or :path",
+            ),
+            (
+                CONNECT[..4].to_vec(),
+                "Extended CONNECT without :scheme, :authority or :path",
+            ),
+            (
+                with(&[(0, (":method", "GET"))], &[]),
+                ":protocol on a request that is not CONNECT",
+            ),
+            (
+                vec![(":method", "GET"), (":path", "/")],
+                "request without :scheme or :path",
+            ),
+            (
+                vec![(":method", "CONNECT"), (":authority", "h"), (":path", "/")],
+                "CONNECT without :authority, or with :scheme or :path",
+            ),
         ];
         for (fields, reason) in cases {
             assert_eq!(request(&fields), Err(Malformed(reason)), "{fields:?}");
@@ -454,26 +522,58 @@ mod tests {
         // Upper case, by hand: a literal name "X" (quiche's encoder would lower-case it).
         let mut upper = block(&headers_frame(&CONNECT)).to_vec();
         upper.extend([0x21, b'X', 0x01, b'v']);
-        assert_eq!(decode_request(&upper), Err(Malformed("field name not a lower-case token")));
+        assert_eq!(
+            decode_request(&upper),
+            Err(Malformed("field name not a lower-case token"))
+        );
         let mut upper = vec![0x00, 0x00, 0x27, 0x00];
         upper.extend_from_slice(b":Method");
         upper.extend(raw("CONNECT"));
-        assert_eq!(decode_request(&upper), Err(Malformed("field name not a lower-case token")));
+        assert_eq!(
+            decode_request(&upper),
+            Err(Malformed("field name not a lower-case token"))
+        );
         // QPACK that does not decode.
         assert_eq!(decode_request(&[]), Err(Malformed("empty header block")));
-        assert_eq!(decode_request(&[0x00]), Err(Malformed("truncated header block")));
-        assert_eq!(decode_request(&[0x00, 0x00, 0x51, 0x05, b'/']), Err(Malformed("truncated header block")));
-        assert_eq!(decode_request(&[0x00, 0x00, 0xff, 0x40]), Err(Malformed("no such static table entry")));
-        assert_eq!(decode_request(&[0x00, 0x00, 0x51, 0x81, 0xff]), Err(Malformed("bad Huffman string")));
+        assert_eq!(
+            decode_request(&[0x00]),
+            Err(Malformed("truncated header block"))
+        );
+        assert_eq!(
+            decode_request(&[0x00, 0x00, 0x51, 0x05, b'/']),
+            Err(Malformed("truncated header block"))
+        );
+        assert_eq!(
+            decode_request(&[0x00, 0x00, 0xff, 0x40]),
+            Err(Malformed("no such static table entry"))
+        );
+        assert_eq!(
+            decode_request(&[0x00, 0x00, 0x51, 0x81, 0xff]),
+            Err(Malformed("bad Huffman string"))
+        );
     }
 
     #[test]
     fn rejected_requests() {
         let rejected = |status, reason| Err(Rejected { status, reason });
-        let get = [(":method", "GET"), (":scheme", "https"), (":authority", "h"), (":path", "/")];
-        assert_eq!(request(&get), rejected(405, "only Extended CONNECT is served"));
+        let get = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "h"),
+            (":path", "/"),
+        ];
+        assert_eq!(
+            request(&get),
+            rejected(405, "only Extended CONNECT is served")
+        );
         let tunnel = [(":method", "CONNECT"), (":authority", "h:443")];
-        assert_eq!(request(&tunnel), rejected(501, "CONNECT without :protocol (a proxy tunnel) is not served"));
+        assert_eq!(
+            request(&tunnel),
+            rejected(
+                501,
+                "CONNECT without :protocol (a proxy tunnel) is not served"
+            )
+        );
         let ws = with(&[(1, (":protocol", "websocket"))], &[]);
         assert_eq!(request(&ws), rejected(501, ":protocol is not webtransport"));
         let http = with(&[(2, (":scheme", "http"))], &[]);
@@ -483,9 +583,26 @@ mod tests {
     #[test]
     fn available_protocols_fields() {
         // Two field lines make one list; a malformed one makes it empty; origin is the first.
-        let two = with(&[], &[("wt-available-protocols", "a"), ("origin", "o1"), ("wt-available-protocols", "\"b\""), ("origin", "o2")]);
+        let two = with(
+            &[],
+            &[
+                ("wt-available-protocols", "a"),
+                ("origin", "o1"),
+                ("wt-available-protocols", "\"b\""),
+                ("origin", "o2"),
+            ],
+        );
         let got = request(&two).unwrap();
-        assert_eq!(got.protocols, vec![Protocol { name: "a".into(), quoted: false }, q("b")]);
+        assert_eq!(
+            got.protocols,
+            vec![
+                Protocol {
+                    name: "a".into(),
+                    quoted: false
+                },
+                q("b")
+            ]
+        );
         assert_eq!(got.origin.as_deref(), Some("o1"));
         let garbage = with(&[], &[("wt-available-protocols", "\"a\", , \"b\"")]);
         assert_eq!(request(&garbage).unwrap().protocols, vec![]);
@@ -494,7 +611,10 @@ mod tests {
     #[test]
     fn malformed_responses() {
         let response = |fields: &[(&str, &str)]| decode_response(block(&headers_frame(fields)));
-        assert_eq!(response(&[("wt-protocol", "a")]), Err(Malformed("no :status")));
+        assert_eq!(
+            response(&[("wt-protocol", "a")]),
+            Err(Malformed("no :status"))
+        );
         for status in ["20", "2000", "099", "600", "abc"] {
             let err = Err(Malformed(":status is not a code from 100 to 599"));
             assert_eq!(response(&[(":status", status)]), err, "{status}");
@@ -504,7 +624,13 @@ mod tests {
         let err = Err(Malformed("duplicate pseudo-header"));
         assert_eq!(response(&[(":status", "200"), (":status", "200")]), err);
         let odd = response(&[(":status", "599"), ("wt-protocol", "\"a\", \"b\"")]);
-        assert_eq!(odd, Ok(ConnectResponse { status: 599, protocol: None }));
+        assert_eq!(
+            odd,
+            Ok(ConnectResponse {
+                status: 599,
+                protocol: None
+            })
+        );
     }
 
     proptest! {

@@ -169,7 +169,10 @@ impl<'a> Parser<'a> {
     fn parameters(&mut self) -> Option<()> {
         while self.eat(b';') {
             self.take_while(|b| b == b' ');
-            if !self.peek().is_some_and(|b| b.is_ascii_lowercase() || b == b'*') {
+            if !self
+                .peek()
+                .is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+            {
                 return None;
             }
             self.take_while(|b| {
@@ -238,12 +241,18 @@ mod tests {
     #[test]
     fn lists() {
         let cases: &[(&str, Vec<Protocol>)] = &[
-            (r#""moq-lite-05", "moq-lite-04""#, vec![q("moq-lite-05"), q("moq-lite-04")]),
+            (
+                r#""moq-lite-05", "moq-lite-04""#,
+                vec![q("moq-lite-05"), q("moq-lite-04")],
+            ),
             (r#""moq-lite-05""#, vec![q("moq-lite-05")]),
             ("moq-lite-05, moql", vec![t("moq-lite-05"), t("moql")]),
             ("  \"a\",b  ", vec![q("a"), t("b")]),
             ("\"a\" ,\t\"b\"", vec![q("a"), q("b")]),
-            (r#""a";q=1;x, b;y="z";n=-1.5;b=?1;s=:AAE=:;tk=*x, "c\"d\\e""#, vec![q("a"), t("b"), q("c\"d\\e")]),
+            (
+                r#""a";q=1;x, b;y="z";n=-1.5;b=?1;s=:AAE=:;tk=*x, "c\"d\\e""#,
+                vec![q("a"), t("b"), q("c\"d\\e")],
+            ),
             ("*any:thing/1", vec![t("*any:thing/1")]),
             ("", vec![]),
             ("   ", vec![]),
@@ -295,7 +304,10 @@ mod tests {
     #[test]
     fn choice_follows_the_client_order() {
         let offered = parse_protocols(r#""moq-lite-06", "moq-lite-05", moq-lite-04"#);
-        assert_eq!(choose(&offered, &["moq-lite-04", "moq-lite-05"]), Some(&q("moq-lite-05")));
+        assert_eq!(
+            choose(&offered, &["moq-lite-04", "moq-lite-05"]),
+            Some(&q("moq-lite-05"))
+        );
         assert_eq!(choose(&offered, &["moq-lite-04"]), Some(&t("moq-lite-04")));
         assert_eq!(choose(&offered, &["moql"]), None);
         assert_eq!(choose(&[], &["moql"]), None);

@@ -115,7 +115,10 @@ mod tests {
     /// Frame type, then the SETTINGS frame, checked and returned as its payload.
     fn payload(stream: &[u8]) -> &[u8] {
         let mut buf = stream;
-        assert_eq!(crate::webtransport::stream::decode_uni(&mut buf), Ok(crate::webtransport::UniStream::Control));
+        assert_eq!(
+            crate::webtransport::stream::decode_uni(&mut buf),
+            Ok(crate::webtransport::UniStream::Control)
+        );
         let (ty, payload) = frame::decode(&mut buf, crate::webtransport::MAX_FRAME).unwrap();
         assert_eq!(ty, frame::SETTINGS);
         assert!(buf.is_empty());
@@ -164,9 +167,9 @@ mod tests {
     fn chromium() -> Vec<u8> {
         let mut p = Vec::new();
         for (id, value) in [
-            (0x01, 0),                 // QPACK_MAX_TABLE_CAPACITY
-            (0x06, 16384),             // MAX_FIELD_SECTION_SIZE
-            (0x07, 0),                 // QPACK_BLOCKED_STREAMS
+            (0x01, 0),     // QPACK_MAX_TABLE_CAPACITY
+            (0x06, 16384), // MAX_FIELD_SECTION_SIZE
+            (0x07, 0),     // QPACK_BLOCKED_STREAMS
             (H3_DATAGRAM, 1),
             (WEBTRANSPORT_DRAFT02, 1),
             (WT_MAX_SESSIONS_DRAFT07, 1),
@@ -202,9 +205,18 @@ mod tests {
         }
         let not_bool = Err(Error::h3(H3Error::Settings, "boolean setting not 0 or 1"));
         assert_eq!(decode(&[0x08, 0x02]), not_bool);
-        assert_eq!(decode(&[0x33, 0x40, 0x01]), Ok(Settings { datagram: true, ..Settings::default() }));
+        assert_eq!(
+            decode(&[0x33, 0x40, 0x01]),
+            Ok(Settings {
+                datagram: true,
+                ..Settings::default()
+            })
+        );
         assert_eq!(decode(&[0xab, 0x60, 0x37, 0x42, 0x05]), not_bool);
-        let truncated = Err(Error::h3(H3Error::Frame, "SETTINGS payload ends inside a setting"));
+        let truncated = Err(Error::h3(
+            H3Error::Frame,
+            "SETTINGS payload ends inside a setting",
+        ));
         assert_eq!(decode(&[0x33]), truncated);
         assert_eq!(decode(&[0x33, 0x40]), truncated);
     }

@@ -23,7 +23,9 @@ pub enum UniStream {
     QpackDecoder,
     /// A WebTransport stream of the session whose CONNECT stream id is `session`; the rest of
     /// the stream is the application's.
-    WebTransport { session: u64 },
+    WebTransport {
+        session: u64,
+    },
     /// Push (0x01), GREASE or unknown: to be refused with STOP_SENDING (or read and dropped).
     Other(u64),
 }
