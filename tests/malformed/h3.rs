@@ -123,7 +123,7 @@ pub fn close_capsule(bytes: &[u8]) -> Option<u64> {
 
 /// The moq-lite code a WebTransport stream error code carries, if it is in the range.
 pub fn moq_code(code: u64) -> Option<u64> {
-    if !(FIRST..=LAST).contains(&code) || (code >= 0x21 && (code - 0x21) % 0x1f == 0) {
+    if !(FIRST..=LAST).contains(&code) || (code >= 0x21 && (code - 0x21).is_multiple_of(0x1f)) {
         return None;
     }
     let n = code - FIRST;
