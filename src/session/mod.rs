@@ -200,6 +200,48 @@ struct Served {
 struct Upstream {
     stream: u64,
     token: usize,
+    /// Group sequences the publisher already opened on it.
+    seen: SeenGroups,
+}
+
+/// The group sequences opened on one subscription: the highest, and a bitmap of the 128
+/// below it. A sequence seen again is a duplicate; one further below is too old for any
+/// subscriber to want and is left to the relay's limits.
+#[derive(Debug, Default)]
+struct SeenGroups {
+    high: Option<u64>,
+    below: u128,
+}
+
+impl SeenGroups {
+    /// Records `sequence`; false if it was opened already.
+    fn insert(&mut self, sequence: u64) -> bool {
+        let Some(high) = self.high else {
+            self.high = Some(sequence);
+            return true;
+        };
+        if sequence > high {
+            let shift = sequence - high;
+            self.below = if shift > 128 {
+                0
+            } else {
+                self.below.checked_shl(shift as u32).unwrap_or(0) | 1u128 << (shift - 1)
+            };
+            self.high = Some(sequence);
+            return true;
+        }
+        let distance = high - sequence;
+        if distance == 0 {
+            return false;
+        }
+        if distance > 128 {
+            return true;
+        }
+        let bit = 1u128 << (distance - 1);
+        let fresh = self.below & bit == 0;
+        self.below |= bit;
+        fresh
+    }
 }
 
 /// One connection's protocol state.

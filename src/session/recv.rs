@@ -497,7 +497,7 @@ impl Session {
                     .map_err(|_| Failure::Stream(ErrorCode::Decode))?
                 {
                     None => false,
-                    Some(head) => match self.upstream.get(&head.subscribe) {
+                    Some(head) => match self.upstream.get_mut(&head.subscribe) {
                         None => {
                             // A group for a subscription we ended or never made.
                             let code = self.wire_code(ErrorCode::Cancel.code());
@@ -506,6 +506,12 @@ impl Session {
                             true
                         }
                         Some(up) => {
+                            if !up.seen.insert(head.sequence) {
+                                // A second stream for a group already opened: its frames
+                                // could not be told from the first's.
+                                tracing::debug!(group = head.sequence, "duplicate group refused");
+                                return Err(Failure::Stream(ErrorCode::Duplicate));
+                            }
                             let token = up.token;
                             s.kind = Kind::Group {
                                 token,

@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 
 use super::recv::Kind;
-use super::{Session, Upstream};
+use super::{SeenGroups, Session, Upstream};
 use crate::wire::{AnnounceRequest, ControlType, ErrorCode, Message, Subscribe, TrackRequest};
 
 impl Session {
@@ -50,7 +50,14 @@ impl Session {
         let id = self.open_bidi(Kind::SubscribeReplies { token });
         let sub_id = self.next_sub_id;
         self.next_sub_id += 1;
-        self.upstream.insert(sub_id, Upstream { stream: id, token });
+        self.upstream.insert(
+            sub_id,
+            Upstream {
+                stream: id,
+                token,
+                seen: SeenGroups::default(),
+            },
+        );
         let mut buf = BytesMut::new();
         ControlType::Subscribe.encode(&mut buf);
         Subscribe {

@@ -441,3 +441,60 @@ fn a_frame_size_written_wider_than_needed_reaches_every_version_intact() {
         assert_eq!(slice, &payload[..], "{version}");
     }
 }
+
+#[test]
+fn a_second_stream_for_a_group_already_opened_is_refused_as_duplicate() {
+    let mut pair = Pair::new(Version::Lite05);
+    let stream = pair.subscribe(0, true, Duration::from_secs(1));
+    pair.server.subscribe_ok(stream, 0);
+    let mut ids = Vec::new();
+    for (sequence, payload) in [(0, &b"first"[..]), (0, b"second"), (1, b"third")] {
+        let group = pair.server.open_group(stream, sequence).unwrap();
+        ids.push(group);
+        pair.server
+            .send_frame(group, &Frame::new(Bytes::from_static(payload), 0, 0));
+        if payload != b"second" {
+            pair.server.finish_group(group);
+        }
+        pair.pump();
+    }
+    let mut groups = Vec::new();
+    let mut frames = Vec::new();
+    for e in &pair.client_events {
+        match e {
+            Event::Group { sequence, .. } => groups.push(*sequence),
+            Event::Frame { frame, .. } => frames.push(frame.payload().clone()),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        groups,
+        [0, 1],
+        "the duplicate group 0 never reached the relay"
+    );
+    assert_eq!(frames, [&b"first"[..], b"third"]);
+    // The duplicate's stream (left open) was stopped with `Duplicate`.
+    let stopped = pair.server.conn_mut().stream_capacity(ids[1]);
+    assert_eq!(
+        stopped,
+        Err(quiche::Error::StreamStopped(ErrorCode::Duplicate.code()))
+    );
+}
+
+#[test]
+fn seen_groups_tell_duplicates_within_128_of_the_newest() {
+    let mut seen = super::SeenGroups::default();
+    assert!(seen.insert(5));
+    assert!(!seen.insert(5));
+    assert!(seen.insert(3));
+    assert!(!seen.insert(3));
+    assert!(seen.insert(4));
+    assert!(seen.insert(133), "a jump of 128");
+    assert!(!seen.insert(5), "5 is 128 below the newest: still known");
+    assert!(seen.insert(4), "130 below: too old to know");
+    assert!(seen.insert(300), "past the window");
+    assert!(!seen.insert(300));
+    assert!(seen.insert(1), "too old to know: left to the relay");
+    assert!(seen.insert(299));
+    assert!(!seen.insert(299));
+}
