@@ -641,8 +641,10 @@ impl Session {
         if s.filled < header_len + size {
             return Ok(false);
         }
+        // The timestamp comes first; its length is what its first byte says, however
+        // wide the peer chose to write either varint.
         let ts_len = if v.has_track_stream() {
-            header_len - crate::wire::varint::size(header.size)
+            crate::wire::varint::encoded_len(s.data()[0])
         } else {
             0
         };

@@ -110,7 +110,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..64), max in 0u64..40) {
-            check_decoder(&bytes, |b| decode(b, max).map(|(t, p)| (t, p.to_vec())));
+            let _ = check_decoder(&bytes, |b| decode(b, max).map(|(t, p)| (t, p.to_vec())));
         }
 
         #[test]

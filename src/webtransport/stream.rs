@@ -166,8 +166,8 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..20)) {
-            check_decoder(&bytes, decode_uni);
-            check_decoder(&bytes, decode_bidi);
+            let _ = check_decoder(&bytes, decode_uni);
+            let _ = check_decoder(&bytes, decode_bidi);
         }
 
         #[test]
