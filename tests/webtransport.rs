@@ -19,6 +19,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -181,7 +182,6 @@ fn tokio_end(err: &tokio_net::Error) -> End {
 /// One client's subscription to a track from group 0, with the session holding it.
 struct Reader {
     peer: Peer,
-    version: Lite,
     track: Track,
 }
 
@@ -256,11 +256,7 @@ impl Reader {
                 }
             }
         };
-        Ok(Self {
-            peer,
-            version,
-            track,
-        })
+        Ok(Self { peer, track })
     }
 
     /// The next group, or `None` at the end of the track.
@@ -295,32 +291,58 @@ impl Reader {
         Ok(received)
     }
 
-    /// Reads groups 0..`groups` in order, each to its end; once it has the first frame
-    /// of group `signal_at`, says so on `first_frame`.
+    /// Reads groups 0..`groups`, each to its end, and returns them in sequence order;
+    /// once it has the first frame of group `signal_at`, says so on `first_frame`. A
+    /// failure is reported there too, so a test waiting for the signal learns why.
     async fn read_ends(
+        self,
+        groups: u64,
+        signal_at: u64,
+        first_frame: Signal,
+    ) -> Result<Vec<(Vec<Bytes>, End)>> {
+        let peer = self.peer;
+        let result = self.read_groups(groups, signal_at, &first_frame).await;
+        if let Err(err) = &result {
+            // Nobody may be listening any more: then the caller sees the error anyway.
+            let _ = first_frame.try_send(Err(format!("{peer:?}: {err:#}")));
+        }
+        result
+    }
+
+    /// [`Self::read_ends`] without the failure report. Groups are taken as they come:
+    /// the relay sends newer groups first, and moq-tokio hands them over in arrival order.
+    async fn read_groups(
         mut self,
         groups: u64,
         signal_at: u64,
-        first_frame: mpsc::Sender<Peer>,
+        first_frame: &Signal,
     ) -> Result<Vec<(Vec<Bytes>, End)>> {
-        let mut out = Vec::new();
-        for sequence in 0..groups {
+        let mut read = BTreeMap::new();
+        while (read.len() as u64) < groups {
             let mut group = self.next_group().await?.with_context(|| {
-                format!("{:?}: the track ended before group {sequence}", self.peer)
+                format!(
+                    "{:?}: the track ended with groups {:?} of 0..{groups} read",
+                    self.peer,
+                    read.keys().collect::<Vec<_>>()
+                )
             })?;
+            let sequence = group.sequence();
             ensure!(
-                group.sequence() == sequence,
-                "{:?}: group {} came, {sequence} expected",
+                sequence < groups && !read.contains_key(&sequence),
+                "{:?}: group {sequence} came after groups {:?}, expected 0..{groups} once each",
                 self.peer,
-                group.sequence()
+                read.keys().collect::<Vec<_>>()
             );
-            let signal = (sequence == signal_at).then(|| first_frame.clone());
-            let (frames, end) = group.read_rest(signal.map(|tx| (tx, self.peer))).await?;
-            out.push((frames.frames, end));
+            let signal = (sequence == signal_at).then(|| (first_frame.clone(), self.peer));
+            let (frames, end) = group.read_rest(signal).await?;
+            read.insert(sequence, (frames.frames, end));
         }
-        Ok(out)
+        Ok(read.into_values().collect())
     }
 }
+
+/// Where a reader reports the first frame of the open group (or why it failed).
+type Signal = mpsc::Sender<Result<Peer, String>>;
 
 /// A group being read, of either client.
 enum Group {
@@ -340,7 +362,7 @@ impl Group {
     /// `signal`, reports the peer once the first frame is in.
     async fn read_rest(
         &mut self,
-        mut signal: Option<(mpsc::Sender<Peer>, Peer)>,
+        mut signal: Option<(Signal, Peer)>,
     ) -> Result<(ReceivedGroup, End)> {
         let mut out = ReceivedGroup::default();
         loop {
@@ -362,7 +384,9 @@ impl Group {
                     out.frames.push(payload);
                     out.timestamps_ms.push(timestamp);
                     if let Some((tx, peer)) = signal.take() {
-                        tx.send(peer).await.context("the test stopped listening")?;
+                        tx.send(Ok(peer))
+                            .await
+                            .context("the test stopped listening")?;
                     }
                 }
                 Err(end) => return Ok((out, end)),
@@ -502,13 +526,14 @@ async fn open_group_scene(
         Peer,
         tokio::task::JoinHandle<Result<Vec<(Vec<Bytes>, End)>>>,
     )>,
-    mpsc::Receiver<Peer>,
+    mpsc::Receiver<Result<Peer, String>>,
 )> {
     ensure!(from != Peer::TokioWt, "the scene publishes with moq-native");
     let version = Lite::V05;
     let scope = from.scope(relay, version);
     let publisher = NativePublisher::connect(&scope.url, Some(version), "cam", "t").await?;
-    let (tx, rx) = mpsc::channel(to.len());
+    // Room for a signal and a failure from every reader, so none waits on the test.
+    let (tx, rx) = mpsc::channel(2 * to.len());
     let mut reading = Vec::new();
     for &peer in to {
         let reader = Reader::open(relay, peer, version, "cam", "t").await?;
@@ -518,12 +543,17 @@ async fn open_group_scene(
     Ok((publisher, reading, rx))
 }
 
-/// Waits until each of `readers` readers has reported the first frame of the open group.
-async fn first_frames_read(rx: &mut mpsc::Receiver<Peer>, readers: usize) -> Result<()> {
+/// Waits until each of `readers` readers has reported the first frame of the open group;
+/// fails with the first reader that failed instead.
+async fn first_frames_read(
+    rx: &mut mpsc::Receiver<Result<Peer, String>>,
+    readers: usize,
+) -> Result<()> {
     for _ in 0..readers {
         within("a reader to get the open group's first frame", rx.recv())
             .await?
-            .context("a reader stopped before the open group's first frame")?;
+            .context("every reader stopped before the open group's first frame")?
+            .map_err(|err| anyhow::anyhow!("a reader failed: {err}"))?;
     }
     Ok(())
 }
@@ -590,12 +620,21 @@ async fn a_group_aborted_over_webtransport_keeps_its_code() {
     );
 }
 
-/// Raw QUIC publisher -> WebTransport readers (moq-native and moq-tokio): the relay
-/// encodes the plain code into the WebTransport range.
+/// Raw QUIC publisher -> raw QUIC, WebTransport (moq-native) and WebTransport (moq-tokio)
+/// readers. moq-native puts its reset code in the WebTransport range on raw QUIC too;
+/// the relay reads it back as the moq-lite code and writes that plain on raw QUIC and in
+/// the range over WebTransport.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_aborted_over_quic_keeps_its_code_over_webtransport() {
     let relay = Relay::start_interop().await.expect("relay starts");
-    check(aborted_group(&relay, Peer::NativeQuic, &[Peer::NativeWt, Peer::TokioWt]).await);
+    check(
+        aborted_group(
+            &relay,
+            Peer::NativeQuic,
+            &[Peer::NativeQuic, Peer::NativeWt, Peer::TokioWt],
+        )
+        .await,
+    );
 }
 
 /// A WebTransport publisher that goes away (its session dropped) while group 1 is open:
