@@ -9,8 +9,9 @@ impl Session {
     /// A stream was finished (`reset: None`) or reset by the peer.
     pub(super) fn on_stream_end(&mut self, id: u64, stream: InStream, reset: Option<u64>) {
         if reset.is_none() && stream.pending() > 0 {
-            // Bytes left over at FIN are a truncated message or frame.
-            if matches!(stream.kind, Kind::Group { .. }) {
+            // Bytes left over at FIN are a truncated message or frame. A group stream
+            // fails alone, its header cut short too (there is no group to end then).
+            if matches!(stream.kind, Kind::Group { .. } | Kind::GroupHead) {
                 self.group_failed(&stream.kind, ErrorCode::Decode);
                 return;
             }

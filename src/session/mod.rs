@@ -529,6 +529,17 @@ impl Session {
                 }
             }
         }
+        // Groups are reset before anything new goes into quiche, not after: quiche 0.30
+        // still sends a zero-length STREAM frame with FIN, at the reset's final size, for a
+        // stream reset while it holds unsent bytes (it skips only streams the peer stopped,
+        // quiche PR 855); a subscriber that gets that FIN before the RESET_STREAM sees the
+        // group end early. What the last send round took is out of quiche's buffer.
+        if !self.superseded.is_empty() {
+            self.late_groups += self.expire_late_groups(now) as u64;
+        }
+        if self.queued > self.config.max_queued_bytes {
+            self.lagged_groups += self.shed_oldest_groups() as u64;
+        }
         std::mem::swap(&mut self.flushing, &mut self.dirty);
         self.flushing.sort_unstable();
         for i in 0..self.flushing.len() {
@@ -554,12 +565,6 @@ impl Session {
             }
         }
         self.flushing.clear();
-        if !self.superseded.is_empty() {
-            self.late_groups += self.expire_late_groups(now) as u64;
-        }
-        if self.queued > self.config.max_queued_bytes {
-            self.lagged_groups += self.shed_oldest_groups() as u64;
-        }
         self.report_resets(now);
         self.flush_webtransport(now);
         self.flushed_at = Some(now);
@@ -740,11 +745,29 @@ impl Session {
             self.queued -= out.queued();
         }
         let code = self.wire_code(code);
-        let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
+        self.shutdown_write(id, code);
         if wire_is_bidi(id) || !self.is_local(id) {
             let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
         }
         self.recv.remove(&id);
+    }
+
+    /// Resets our write side of `id` with `code` (already in the transport's code space).
+    ///
+    /// quiche 0.30 still sends a zero-length STREAM frame with FIN, at the reset's final
+    /// size, for a stream reset while it held unsent bytes (it skips only streams the peer
+    /// stopped, quiche PR 855). A peer that reads that FIN before the RESET_STREAM sees the
+    /// stream end early: a group cut short. Raised to the first urgency, the stream's FIN
+    /// leaves in the next packet, behind the RESET_STREAM frames quiche writes first, and
+    /// is retransmitted with them; a peer gets the reset first.
+    pub(super) fn shutdown_write(&mut self, id: u64, code: u64) {
+        if self
+            .conn
+            .stream_shutdown(id, quiche::Shutdown::Write, code)
+            .is_ok()
+        {
+            let _ = self.conn.stream_priority(id, 0, false);
+        }
     }
 
     fn is_local(&self, id: u64) -> bool {

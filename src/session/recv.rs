@@ -19,6 +19,11 @@ use crate::wire::{
 pub(crate) const MIN_READ: usize = 1024;
 /// Largest single growth of a stream buffer.
 const MAX_READ: usize = 64 * 1024;
+/// Largest buffer a stream other than a group's grows to by doubling (then by
+/// [`MIN_READ`]): one message of [`crate::wire::MAX_MESSAGE_SIZE`] with its size (or an
+/// HTTP/3 frame with its type and length). A peer leaving a message but its end on each of
+/// many streams then costs about what it sent, not twice.
+const MAX_MESSAGE_BUF: usize = crate::wire::MAX_MESSAGE_SIZE + 16;
 
 /// What a stream carries and where its parser stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +141,11 @@ impl InStream {
     /// Makes room for the next read from quiche.
     fn reserve(&mut self) {
         if self.buf.len() - self.filled < MIN_READ {
-            let grow = self.filled.clamp(MIN_READ, MAX_READ);
-            self.buf.resize(self.filled + grow, 0);
+            let mut len = self.filled + self.filled.clamp(MIN_READ, MAX_READ);
+            if !matches!(self.kind, Kind::Group { .. }) {
+                len = len.min(MAX_MESSAGE_BUF).max(self.filled + MIN_READ);
+            }
+            self.buf.resize(len, 0);
         }
     }
 
@@ -690,5 +698,41 @@ impl Session {
     fn unauthorized(&self, request: &'static str, path: &str) -> Failure {
         tracing::warn!(request, path, root = %self.root, "request outside the session's grant, refused");
         Failure::Unauthorized
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills `s` by reads of whatever room [`InStream::reserve`] leaves, up to `len` bytes.
+    fn fill(s: &mut InStream, len: usize) {
+        while s.filled < len {
+            s.reserve();
+            s.filled = s.buf.len().min(len);
+        }
+    }
+
+    #[test]
+    fn a_message_buffer_stops_growing_at_one_whole_message() {
+        let mut control = InStream::new(Kind::ServeSubscribe { requested: false });
+        fill(&mut control, crate::wire::MAX_MESSAGE_SIZE + 4);
+        assert!(
+            control.buf.len() <= MAX_MESSAGE_BUF + MIN_READ,
+            "{}",
+            control.buf.len()
+        );
+        // A group's frames may be larger: its buffer grows by up to 64 KiB a read.
+        let mut group = InStream::new(Kind::Group {
+            token: 0,
+            sequence: 0,
+            prev_ts: 0,
+        });
+        fill(&mut group, crate::wire::MAX_MESSAGE_SIZE + 4);
+        assert!(
+            group.buf.len() > MAX_MESSAGE_BUF + MIN_READ,
+            "{}",
+            group.buf.len()
+        );
     }
 }

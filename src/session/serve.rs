@@ -207,9 +207,12 @@ impl Session {
                 let _ = out.flush(&mut self.conn, group);
             }
         }
+        // Out of its subscription's ranking too: a re-rank must not lower the urgency
+        // the reset gave it (see `shutdown_write`).
+        for served in self.served.values_mut() {
+            served.groups.retain(|g| *g != group);
+        }
         let code = self.wire_code(code);
-        let _ = self
-            .conn
-            .stream_shutdown(group, quiche::Shutdown::Write, code);
+        self.shutdown_write(group, code);
     }
 }

@@ -397,3 +397,47 @@ mod auth;
 
 #[path = "wt_tests.rs"]
 mod wt;
+
+#[path = "loss_tests.rs"]
+mod loss;
+
+#[test]
+fn a_frame_size_written_wider_than_needed_reaches_every_version_intact() {
+    // Found by fuzzing: lite-05 allows any varint width, and the timestamp's length was
+    // taken as the header's minus the size's minimal width.
+    let mut pair = Pair::new(Version::Lite05);
+    let stream = pair.subscribe(0, true, Duration::from_secs(1));
+    let group = pair.server.open_group(stream, 0).unwrap();
+    pair.server
+        .send_frame(group, &Frame::new(Bytes::from_static(b"first"), 0, 0));
+    pair.pump();
+    // Timestamp delta +5 (zigzag 10, one byte), then a size of 300 in four bytes.
+    let payload = vec![0x5a; 300];
+    let mut raw = vec![0x0a, 0x80, 0x00, 0x01, 0x2c];
+    raw.extend_from_slice(&payload);
+    pair.server
+        .conn_mut()
+        .stream_send(group, &raw, true)
+        .unwrap();
+    pair.pump();
+    let frame = pair
+        .client_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Frame { frame, .. } => Some(frame.clone()),
+            _ => None,
+        })
+        .nth(1)
+        .expect("the client got the wide frame");
+    assert_eq!(frame.payload()[..], payload[..]);
+    for version in Version::ALL {
+        let wire = frame.to_wire(version);
+        let mut slice = &wire[..];
+        let header = crate::wire::FrameHeader::decode(&mut slice, version, 0).unwrap();
+        assert_eq!(header.size, 300, "{version}");
+        if version.has_track_stream() {
+            assert_eq!(header.timestamp, 5);
+        }
+        assert_eq!(slice, &payload[..], "{version}");
+    }
+}

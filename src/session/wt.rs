@@ -39,6 +39,8 @@ pub(super) struct Wt {
     accepted: bool,
     /// The sub-protocol chosen from the client's list, echoed in `wt-protocol`.
     protocol: Option<Protocol>,
+    /// The peer opened its HTTP/3 control stream (a second one is a connection error).
+    peer_control: bool,
     /// The prefixes of the streams we open, made once (a clone is a refcount).
     uni_prefix: Bytes,
     bidi_prefix: Bytes,
@@ -58,6 +60,7 @@ impl Wt {
             session: None,
             accepted: false,
             protocol: None,
+            peer_control: false,
             uni_prefix: Bytes::new(),
             bidi_prefix: Bytes::new(),
             capsules: BytesMut::new(),
@@ -252,7 +255,17 @@ impl Session {
             .as_ref()
             .map_or((None, false), |wt| (wt.session, wt.accepted));
         s.kind = match kind {
-            stream::UniStream::Control => Kind::H3Control { settings: false },
+            stream::UniStream::Control => {
+                let seen = self.wt.as_mut().map(|wt| &mut wt.peer_control);
+                if seen.is_some_and(|seen| std::mem::replace(seen, true)) {
+                    // RFC 9114 6.2.1: only one control stream per peer.
+                    return Err(Failure::H3(
+                        H3Error::StreamCreation,
+                        "second control stream",
+                    ));
+                }
+                Kind::H3Control { settings: false }
+            }
             stream::UniStream::QpackEncoder | stream::UniStream::QpackDecoder => {
                 // We allow no dynamic table: nothing useful arrives; read and discard.
                 Kind::Discard

@@ -362,7 +362,15 @@ fn a_request_that_is_not_a_webtransport_connect_is_answered_with_a_status() {
 #[test]
 fn malformed_http3_closes_the_connection_with_its_code() {
     type Case = (&'static str, fn(&mut Raw), H3Error);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
+        (
+            "a second control stream",
+            |raw| {
+                raw.control();
+                raw.send(6, &[0x00, 0x04, 0x00], false);
+            },
+            H3Error::StreamCreation,
+        ),
         (
             "control stream opening with a DATA frame",
             |raw| raw.send(2, &[0x00, 0x00, 0x01, 0xff], false),

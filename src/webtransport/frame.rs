@@ -40,7 +40,7 @@ pub fn encode_header(ty: u64, len: u64, out: &mut impl BufMut) {
 
 /// GREASE frame/stream/setting ids: 0x1f * N + 0x21 (RFC 9114 §7.2.8, §6.2.3, §7.2.4.1).
 pub fn is_grease(id: u64) -> bool {
-    id >= 0x21 && (id - 0x21) % 0x1f == 0
+    id >= 0x21 && (id - 0x21).is_multiple_of(0x1f)
 }
 
 #[cfg(test)]

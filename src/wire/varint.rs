@@ -225,7 +225,10 @@ mod tests {
             (&[0x25][..], 37u64),
             (&[0x7b, 0xbd], 15_293),
             (&[0x9d, 0x7f, 0x3e, 0x7d], 494_878_333),
-            (&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c], 151_288_809_941_952_652),
+            (
+                &[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c],
+                151_288_809_941_952_652,
+            ),
         ] {
             assert_eq!(encoded_len(bytes[0]), bytes.len());
             assert_eq!(encoded_len(bytes[0]), size(v));

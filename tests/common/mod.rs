@@ -37,6 +37,7 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset of the harness.
 
+pub mod forwarder;
 pub mod raw;
 
 use std::collections::{BTreeMap, VecDeque};
