@@ -84,10 +84,11 @@ impl Peer {
 // Publishers and readers of either client
 // ---------------------------------------------------------------------------
 
-/// A publisher of one broadcast with one track, of either client.
+/// A publisher of one broadcast with one track, of either client (boxed: they differ in
+/// size by half a kilobyte).
 enum Publisher {
-    Native(NativePublisher),
-    Tokio(TokioPublisher),
+    Native(Box<NativePublisher>),
+    Tokio(Box<TokioPublisher>),
 }
 
 impl Publisher {
@@ -104,16 +105,16 @@ impl Publisher {
         let name = scope.name(name);
         let what = format!("{peer:?} publisher on {version:?}");
         Ok(match peer {
-            Peer::TokioWt => Publisher::Tokio(
+            Peer::TokioWt => Publisher::Tokio(Box::new(
                 TokioPublisher::connect(&scope.url, Some(version), &name, track)
                     .await
                     .context(what)?,
-            ),
-            Peer::NativeWt | Peer::NativeQuic => Publisher::Native(
+            )),
+            Peer::NativeWt | Peer::NativeQuic => Publisher::Native(Box::new(
                 NativePublisher::connect(&scope.url, Some(version), &name, track)
                     .await
                     .context(what)?,
-            ),
+            )),
         })
     }
 
@@ -185,14 +186,15 @@ struct Reader {
     track: Track,
 }
 
+/// A subscription of either client (the sessions boxed: they differ in size).
 enum Track {
     Native {
-        _session: NativeSubscriber,
+        _session: Box<NativeSubscriber>,
         _broadcast: native_net::broadcast::Consumer,
         sub: native_net::track::Subscriber,
     },
     Tokio {
-        _session: TokioSubscriber,
+        _session: Box<TokioSubscriber>,
         _broadcast: tokio_net::broadcast::Consumer,
         sub: tokio_net::track::Subscriber,
     },
@@ -229,7 +231,7 @@ impl Reader {
                 let broadcast = session.broadcast(&path).await.context(what.clone())?;
                 let sub = native_subscribe(&broadcast, track).await.context(what)?;
                 Track::Native {
-                    _session: session,
+                    _session: Box::new(session),
                     _broadcast: broadcast,
                     sub,
                 }
@@ -250,7 +252,7 @@ impl Reader {
                 .await?
                 .context(what)?;
                 Track::Tokio {
-                    _session: session,
+                    _session: Box::new(session),
                     _broadcast: broadcast,
                     sub,
                 }
