@@ -129,11 +129,15 @@ impl Session {
         }
     }
 
-    /// The moq-lite code of a stream error code the peer sent.
+    /// The moq-lite code of a stream error code the peer sent. Over WebTransport it is
+    /// mapped back from the HTTP/3 range. On raw QUIC a code in that range is mapped back
+    /// too: moq-dev's transport (web-transport-quinn, under moq-native 0.19) encodes every
+    /// stream error code into it on raw QUIC as well, and no moq-lite code is that large.
     pub(super) fn app_code(&self, code: u64) -> u64 {
-        match self.wt {
-            Some(_) => wt::from_h3(code).map_or(UNMAPPED.code(), u64::from),
-            None => code,
+        match (&self.wt, wt::from_h3(code)) {
+            (_, Some(app)) => u64::from(app),
+            (Some(_), None) => UNMAPPED.code(),
+            (None, None) => code,
         }
     }
 

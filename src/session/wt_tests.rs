@@ -101,6 +101,40 @@ fn every_version_carries_groups_byte_exact_with_reset_codes_mapped() {
     }
 }
 
+/// moq-native 0.19 (web-transport-quinn) resets streams with WebTransport-range codes on
+/// raw QUIC too: such a code reads as the moq-lite code it encodes; a plain one stays plain.
+#[test]
+fn a_webtransport_range_code_on_raw_quic_reads_as_its_moq_lite_code() {
+    let mut pair = Pair::new(Version::Lite05);
+    assert!(!pair.client.is_webtransport());
+    let sub = pair.subscribe(0, false, Duration::ZERO);
+    pair.server.subscribe_ok(sub, 0);
+    let wrapped = pair.server.open_group(sub, 0).unwrap();
+    let plain = pair.server.open_group(sub, 1).unwrap();
+    for group in [wrapped, plain] {
+        pair.server
+            .send_frame(group, &Frame::new(Bytes::from_static(b"cut"), 0, 0));
+    }
+    pair.pump();
+    // What moq-native sends for `Error::App(1000)`: 1000 + 64, in the WebTransport range.
+    let code = crate::webtransport::to_h3(1064);
+    pair.server
+        .conn_mut()
+        .stream_shutdown(wrapped, quiche::Shutdown::Write, code)
+        .unwrap();
+    pair.server.reset_group(plain, ErrorCode::Lagged.code());
+    pair.pump();
+    assert_eq!(
+        frames_of(&pair.client_events, 0),
+        [Bytes::from_static(b"cut")]
+    );
+    assert_eq!(group_end(&pair.client_events, 0), Some(Some(1064)));
+    assert_eq!(
+        group_end(&pair.client_events, 1),
+        Some(Some(ErrorCode::Lagged.code()))
+    );
+}
+
 #[test]
 fn the_relay_side_closes_the_session_with_its_capsule_then_the_connection() {
     let mut pair = wt_pair(Version::Lite05);

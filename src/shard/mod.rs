@@ -23,7 +23,7 @@ mod timers;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
@@ -110,6 +110,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
     config.control.wake_through(senders.clone());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let admission = Admission::new(config.max_connections);
+    let started = Arc::new(Barrier::new(shards));
     let parts = group
         .sockets
         .into_iter()
@@ -133,6 +134,7 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
             },
             metrics: config.metrics.shard(index).clone(),
             control: config.control.clone(),
+            started: started.clone(),
         };
         let done = done_tx.clone();
         std::thread::Builder::new()
@@ -173,6 +175,8 @@ struct Shard {
     mailbox: Mailbox,
     metrics: Arc<ShardMetrics>,
     control: Arc<Control>,
+    /// Passed once every shard has posted its first requests to the others.
+    started: Arc<Barrier>,
 }
 
 /// A shard's ends of the mailboxes: its own inbox, and a sender to every shard's.
@@ -224,6 +228,11 @@ impl Shard {
                 self.topology,
             );
             core.set_handshakes(self.handshakes);
+            // Every shard asks the others for their broadcasts before any shard serves a
+            // datagram: a shard that started late would otherwise miss the broadcasts
+            // announced before its request, and refuse the tracks it owns of them.
+            core.post(|shard, mail| self.mailbox.post(shard, mail));
+            self.started.wait();
             let orders = ShardOrders {
                 control: &self.control,
                 shard,
