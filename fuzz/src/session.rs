@@ -1,0 +1,669 @@
+//! The `session` target: a server [`Session`] paired in memory with a raw quiche client
+//! whose every stream write, reset, STOP_SENDING and close comes from the fuzz input, on
+//! one moq-lite version, before and after a valid lite-05 SETUP.
+//!
+//! The input's first byte picks the version; then [`Op`]s until it ends. Client ops write
+//! arbitrary bytes on any stream id; server ops play the relay: they make requests of the
+//! client and answer the requests the session reported, as the relay would. After each op
+//! datagrams move both ways until quiet, the session runs `process`, `drain_events` and
+//! `flush(now)`, and the bytes held by the process are checked against what the input fed.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moqring::net::quic;
+use moqring::session::{BytesFactory, Event, Frame, Session, SessionConfig};
+use moqring::wire::{DataType, ErrorCode, Message, Setup, Subscribe, TrackInfo, Version};
+
+use crate::input::{Input, Script};
+
+/// One step of a session input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// The client writes `data` on stream `stream` (any id; quiche refuses invalid ones).
+    Write { stream: u8, fin: bool, data: Vec<u8> },
+    /// The client writes `count` copies of `byte` (bulk data from a short input).
+    Fill { stream: u8, byte: u8, count: u16 },
+    Reset { stream: u8, code: u64 },
+    StopSending { stream: u8, code: u64 },
+    /// The client sends a valid lite-05 SETUP (uni stream type, message, FIN).
+    Setup { stream: u8, path: String },
+    /// The client reads everything the server sent (otherwise it leaves it unread).
+    Read,
+    /// Virtual time moves on; expired QUIC timers fire.
+    Advance { ms: u16 },
+    /// The server subscribes to a track of the client.
+    Subscribe { broadcast: String, track: String, priority: u8, start: u8 },
+    RequestAnnounces { prefix: String },
+    RequestTrack { broadcast: String, track: String },
+    /// The server ends one of its subscriptions (by index).
+    Unsubscribe { index: u8 },
+    /// The server answers one of the client's requests (by index) with [`Answer`] `action`.
+    Answer { index: u8, action: u8, arg: u64 },
+    /// The server acts on one of the group streams it opened: [`GroupAction`] `action`.
+    Group { index: u8, action: u8, arg: u16 },
+    GoAway { uri: String },
+    Close { client: bool, code: u64 },
+}
+
+/// What [`Op::Answer`] does with a request stream, by `action % 11`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    ReplyAnnounces,
+    Announce,
+    ReplyTrack,
+    ReplyFetch,
+    Reject,
+    SubscribeOk,
+    SubscribeStart,
+    SubscribeEnd,
+    EndSubscription,
+    ResetSubscription,
+    OpenGroup,
+}
+
+const ANSWERS: [Answer; 11] = [
+    Answer::ReplyAnnounces,
+    Answer::Announce,
+    Answer::ReplyTrack,
+    Answer::ReplyFetch,
+    Answer::Reject,
+    Answer::SubscribeOk,
+    Answer::SubscribeStart,
+    Answer::SubscribeEnd,
+    Answer::EndSubscription,
+    Answer::ResetSubscription,
+    Answer::OpenGroup,
+];
+
+impl Answer {
+    pub fn code(self) -> u8 {
+        ANSWERS.iter().position(|a| *a == self).unwrap_or(0) as u8
+    }
+}
+
+/// What [`Op::Group`] does with a group stream, by `action % 3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAction {
+    /// A frame of `arg` bytes.
+    Frame,
+    Finish,
+    Reset,
+}
+
+const GROUP_ACTIONS: [GroupAction; 3] = [GroupAction::Frame, GroupAction::Finish, GroupAction::Reset];
+
+impl GroupAction {
+    pub fn code(self) -> u8 {
+        GROUP_ACTIONS.iter().position(|a| *a == self).unwrap_or(0) as u8
+    }
+}
+
+/// Ops in [`Op::decode`]'s tag order.
+const OPS: u8 = 15;
+
+fn string(input: &mut Input) -> String {
+    String::from_utf8_lossy(input.chunk()).into_owned()
+}
+
+impl Op {
+    pub fn decode(input: &mut Input) -> Op {
+        match input.byte() % OPS {
+            0 => Op::Write {
+                stream: input.byte(),
+                fin: input.byte() & 1 == 1,
+                data: input.chunk().to_vec(),
+            },
+            1 => Op::Fill {
+                stream: input.byte(),
+                byte: input.byte(),
+                count: input.u16(),
+            },
+            2 => Op::Reset {
+                stream: input.byte(),
+                code: input.varint(),
+            },
+            3 => Op::StopSending {
+                stream: input.byte(),
+                code: input.varint(),
+            },
+            4 => Op::Setup {
+                stream: input.byte(),
+                path: string(input),
+            },
+            5 => Op::Read,
+            6 => Op::Advance { ms: input.u16() },
+            7 => Op::Subscribe {
+                broadcast: string(input),
+                track: string(input),
+                priority: input.byte(),
+                start: input.byte(),
+            },
+            8 => Op::RequestAnnounces {
+                prefix: string(input),
+            },
+            9 => Op::RequestTrack {
+                broadcast: string(input),
+                track: string(input),
+            },
+            10 => Op::Unsubscribe {
+                index: input.byte(),
+            },
+            11 => Op::Answer {
+                index: input.byte(),
+                action: input.byte(),
+                arg: input.varint(),
+            },
+            12 => Op::Group {
+                index: input.byte(),
+                action: input.byte(),
+                arg: input.u16(),
+            },
+            13 => Op::GoAway { uri: string(input) },
+            _ => Op::Close {
+                client: input.byte() & 1 == 1,
+                code: input.varint(),
+            },
+        }
+    }
+
+    pub fn encode(&self, out: &mut Script) {
+        match self {
+            Op::Write { stream, fin, data } => {
+                out.byte(0).byte(*stream).byte(u8::from(*fin)).chunk(data)
+            }
+            Op::Fill {
+                stream,
+                byte,
+                count,
+            } => out.byte(1).byte(*stream).byte(*byte).u16(*count),
+            Op::Reset { stream, code } => out.byte(2).byte(*stream).varint(*code),
+            Op::StopSending { stream, code } => out.byte(3).byte(*stream).varint(*code),
+            Op::Setup { stream, path } => out.byte(4).byte(*stream).chunk(path.as_bytes()),
+            Op::Read => out.byte(5),
+            Op::Advance { ms } => out.byte(6).u16(*ms),
+            Op::Subscribe {
+                broadcast,
+                track,
+                priority,
+                start,
+            } => out
+                .byte(7)
+                .chunk(broadcast.as_bytes())
+                .chunk(track.as_bytes())
+                .byte(*priority)
+                .byte(*start),
+            Op::RequestAnnounces { prefix } => out.byte(8).chunk(prefix.as_bytes()),
+            Op::RequestTrack { broadcast, track } => out
+                .byte(9)
+                .chunk(broadcast.as_bytes())
+                .chunk(track.as_bytes()),
+            Op::Unsubscribe { index } => out.byte(10).byte(*index),
+            Op::Answer { index, action, arg } => out.byte(11).byte(*index).byte(*action).varint(*arg),
+            Op::Group { index, action, arg } => out.byte(12).byte(*index).byte(*action).u16(*arg),
+            Op::GoAway { uri } => out.byte(13).chunk(uri.as_bytes()),
+            Op::Close { client, code } => out.byte(14).byte(u8::from(*client)).varint(*code),
+        };
+    }
+}
+
+/// A whole session input: the version, then the ops.
+pub fn script(version: Version, ops: &[Op]) -> Vec<u8> {
+    let mut out = Script::default();
+    out.byte(Version::ALL.iter().position(|v| *v == version).unwrap_or(0) as u8);
+    for op in ops {
+        op.encode(&mut out);
+    }
+    out.bytes
+}
+
+const CLIENT: &str = "10.0.0.2:5000";
+const SERVER: &str = "10.0.0.1:4443";
+
+/// Rounds of datagram exchange after one op at most (a busy pair need not settle).
+const MAX_ROUNDS: usize = 64;
+
+/// Request streams, subscriptions and groups the harness remembers at most (oldest go).
+const REMEMBERED: usize = 64;
+
+/// Session limits small enough for fuzz inputs to reach.
+fn session_config() -> SessionConfig {
+    SessionConfig {
+        max_frame_size: 64 << 10,
+        max_queued_bytes: 256 << 10,
+        ..SessionConfig::default()
+    }
+}
+
+/// A certificate and the QUIC configurations, made once per process.
+struct Configs {
+    _identity: moqring::tls::Identity,
+    server: quiche::Config,
+    clients: Vec<(Version, quiche::Config)>,
+}
+
+thread_local! {
+    static CONFIGS: RefCell<Option<Configs>> = const { RefCell::new(None) };
+}
+
+fn configs() -> Configs {
+    let identity = moqring::tls::self_signed().expect("certificate");
+    let server = quic::server_config(
+        &identity.cert.to_string_lossy(),
+        &identity.key.to_string_lossy(),
+        &Version::ALL,
+        30_000,
+    )
+    .expect("server config");
+    let clients = Version::ALL
+        .into_iter()
+        .map(|v| (v, quic::client_config(&[v], false).expect("client config")))
+        .collect();
+    Configs {
+        _identity: identity,
+        server,
+        clients,
+    }
+}
+
+/// The client connection and the server session between ops.
+pub struct Harness {
+    client: quiche::Connection,
+    server: Session,
+    now: Instant,
+    events: Vec<Event>,
+    ready: bool,
+    /// Request streams the client opened that the server may answer.
+    requests: Vec<u64>,
+    /// The server's subscriptions to the client.
+    upstream: Vec<u64>,
+    /// Group streams the server opened.
+    groups: Vec<u64>,
+    next_token: usize,
+    /// Bytes the input made the client send or the server queue.
+    pub fed: usize,
+    buf: Vec<u8>,
+}
+
+fn remember(list: &mut Vec<u64>, id: u64) {
+    if list.len() == REMEMBERED {
+        list.remove(0);
+    }
+    list.push(id);
+}
+
+fn pick(list: &[u64], index: u8) -> Option<u64> {
+    (!list.is_empty()).then(|| list[usize::from(index) % list.len()])
+}
+
+impl Harness {
+    /// A client of `version` connected to a fresh server session (handshake done).
+    pub fn new(version: Version) -> Self {
+        CONFIGS.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let configs = cell.get_or_insert_with(configs);
+            let client_config = &mut configs
+                .clients
+                .iter_mut()
+                .find(|(v, _)| *v == version)
+                .expect("every version")
+                .1;
+            let (client_addr, server_addr) = addrs();
+            let cid = quiche::ConnectionId::from_ref(&[1; quiche::MAX_CONN_ID_LEN]);
+            let client =
+                quiche::connect(Some("localhost"), &cid, client_addr, server_addr, client_config)
+                    .expect("connect");
+            let sid = quiche::ConnectionId::from_ref(&[2; quiche::MAX_CONN_ID_LEN]);
+            let server = quiche::accept_with_buf_factory::<BytesFactory>(
+                &sid,
+                None,
+                server_addr,
+                client_addr,
+                &mut configs.server,
+            )
+            .expect("accept");
+            let mut harness = Self {
+                client,
+                server: Session::new(server, session_config()),
+                now: Instant::now(),
+                events: Vec::new(),
+                ready: false,
+                requests: Vec::new(),
+                upstream: Vec::new(),
+                groups: Vec::new(),
+                next_token: 0,
+                fed: 0,
+                buf: vec![0u8; 65536],
+            };
+            harness.pump();
+            harness
+        })
+    }
+
+    /// Whether both ends are closed (nothing more can happen).
+    pub fn is_over(&self) -> bool {
+        self.client.is_closed() && self.server.conn().is_closed()
+    }
+
+    pub fn apply(&mut self, op: Op) {
+        match op {
+            Op::Write { stream, fin, data } => self.send(stream, &data, fin),
+            Op::Fill {
+                stream,
+                byte,
+                count,
+            } => self.send(stream, &vec![byte; usize::from(count)], false),
+            Op::Reset { stream, code } => {
+                let _ = self.client.stream_shutdown(stream.into(), quiche::Shutdown::Write, code);
+            }
+            Op::StopSending { stream, code } => {
+                let _ = self.client.stream_shutdown(stream.into(), quiche::Shutdown::Read, code);
+            }
+            Op::Setup { stream, path } => {
+                let mut data = Vec::new();
+                DataType::Setup.encode(&mut data);
+                let setup = Setup {
+                    path: Some(path),
+                    origin: Some(7),
+                    ..Setup::default()
+                };
+                setup.encode(&mut data, Version::Lite05);
+                self.send(stream, &data, true);
+            }
+            Op::Read => self.read(),
+            Op::Advance { ms } => self.advance(Duration::from_millis(ms.into())),
+            Op::GoAway { uri } if self.ready => {
+                self.server.go_away(&uri);
+            }
+            Op::Close { client: true, code } => {
+                let _ = self.client.close(true, code, b"fuzz");
+            }
+            Op::Close {
+                client: false,
+                code,
+            } => {
+                let code = ErrorCode::ALL[(code % ErrorCode::ALL.len() as u64) as usize];
+                self.server.close(code, "fuzz");
+            }
+            op if self.ready => self.serve(op),
+            _ => {}
+        }
+        self.pump();
+    }
+
+    /// The relay's side: requests of the client and answers to it (after `Ready` only).
+    fn serve(&mut self, op: Op) {
+        match op {
+            Op::Subscribe {
+                broadcast,
+                track,
+                priority,
+                start,
+            } => {
+                let request = Subscribe {
+                    id: 0,
+                    broadcast,
+                    track,
+                    priority,
+                    ordered: start & 0x80 != 0,
+                    max_latency: Duration::from_millis(u64::from(start) * 10),
+                    start_group: (start & 1 == 1).then_some(u64::from(start >> 1)),
+                    end_group: None,
+                };
+                let token = self.next_token;
+                self.next_token += 1;
+                if let Some(stream) = self.server.subscribe(&request, token) {
+                    remember(&mut self.upstream, stream);
+                }
+            }
+            Op::RequestAnnounces { prefix } => {
+                self.server.request_announces(&prefix);
+            }
+            Op::RequestTrack { broadcast, track } => {
+                let token = self.next_token;
+                self.next_token += 1;
+                self.server.request_track(&broadcast, &track, token);
+            }
+            Op::Unsubscribe { index } => {
+                if let Some(stream) = pick(&self.upstream, index) {
+                    self.upstream.retain(|s| *s != stream);
+                    self.server.unsubscribe(stream);
+                }
+            }
+            Op::Answer { index, action, arg } => {
+                if let Some(stream) = pick(&self.requests, index) {
+                    self.answer(stream, ANSWERS[usize::from(action) % ANSWERS.len()], arg);
+                }
+            }
+            Op::Group { index, action, arg } => {
+                if let Some(group) = pick(&self.groups, index) {
+                    let action = GROUP_ACTIONS[usize::from(action) % GROUP_ACTIONS.len()];
+                    self.group(group, action, arg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn answer(&mut self, stream: u64, answer: Answer, arg: u64) {
+        const PATHS: [&str; 4] = ["", "anon", "anon/x", "a/b/c"];
+        let path = PATHS[(arg % 4) as usize];
+        let hops = [arg, 2];
+        match answer {
+            Answer::ReplyAnnounces => self.server.reply_announces(stream, &[(path, &hops[..1])]),
+            Answer::Announce => self.server.announce(stream, path, &hops, arg & 4 == 0),
+            Answer::ReplyTrack => {
+                let info = TrackInfo {
+                    priority: arg as u8,
+                    ordered: arg & 1 == 1,
+                    max_latency: Duration::from_millis(arg % 10_000),
+                    timescale: (arg % 1_000_000).max(1),
+                };
+                self.server.reply_track(stream, &info);
+            }
+            Answer::ReplyFetch => {
+                let frames: Vec<Frame> = (0..arg % 4)
+                    .map(|i| self.frame((arg % 4096) as usize, i * 40))
+                    .collect();
+                self.server.reply_fetch(stream, &frames);
+            }
+            Answer::Reject => {
+                let code = ErrorCode::ALL[(arg % ErrorCode::ALL.len() as u64) as usize];
+                self.server.reject(stream, code);
+            }
+            Answer::SubscribeOk => self.server.subscribe_ok(stream, arg as u8),
+            Answer::SubscribeStart => self.server.subscribe_start(stream, arg),
+            Answer::SubscribeEnd => self.server.subscribe_end(stream, arg),
+            Answer::EndSubscription => self.server.end_subscription(stream, None),
+            Answer::ResetSubscription => self.server.end_subscription(stream, Some(arg)),
+            Answer::OpenGroup => {
+                if let Some(group) = self.server.open_group(stream, arg) {
+                    remember(&mut self.groups, group);
+                }
+            }
+        }
+    }
+
+    fn group(&mut self, group: u64, action: GroupAction, arg: u16) {
+        match action {
+            GroupAction::Frame => {
+                let frame = self.frame(usize::from(arg), u64::from(arg) * 3);
+                self.server.send_frame(group, &frame);
+            }
+            GroupAction::Finish => self.server.finish_group(group),
+            GroupAction::Reset => self.server.reset_group(group, u64::from(arg)),
+        }
+    }
+
+    fn frame(&mut self, len: usize, timestamp: u64) -> Frame {
+        self.fed += len;
+        Frame::new(Bytes::from(vec![0x5a; len]), timestamp, 0)
+    }
+
+    fn send(&mut self, stream: u8, data: &[u8], fin: bool) {
+        if let Ok(n) = self.client.stream_send(stream.into(), data, fin) {
+            self.fed += n;
+        }
+    }
+
+    fn read(&mut self) {
+        let readable: Vec<u64> = self.client.readable().collect();
+        for id in readable {
+            while let Ok((n, _)) = self.client.stream_recv(id, &mut self.buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        if self.client.timeout_instant().is_some_and(|t| t <= self.now) {
+            self.client.on_timeout();
+        }
+        let server = self.server.conn_mut();
+        if server.timeout_instant().is_some_and(|t| t <= self.now) {
+            server.on_timeout();
+        }
+    }
+
+    /// Moves datagrams both ways until quiet (at most [`MAX_ROUNDS`]), running the session
+    /// after each round.
+    fn pump(&mut self) {
+        let (client_addr, server_addr) = addrs();
+        let to_client = quiche::RecvInfo {
+            from: server_addr,
+            to: client_addr,
+        };
+        let to_server = quiche::RecvInfo {
+            from: client_addr,
+            to: server_addr,
+        };
+        for _ in 0..MAX_ROUNDS {
+            self.server.flush(self.now);
+            let mut moved = false;
+            while let Ok((n, _)) = self.server.conn_mut().send(&mut self.buf) {
+                moved = true;
+                let _ = self.client.recv(&mut self.buf[..n], to_client);
+            }
+            while let Ok((n, _)) = self.client.send(&mut self.buf) {
+                moved = true;
+                let _ = self.server.conn_mut().recv(&mut self.buf[..n], to_server);
+            }
+            self.server.process();
+            self.server.drain_events(&mut self.events);
+            self.note_events();
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn note_events(&mut self) {
+        for event in self.events.drain(..) {
+            match event {
+                Event::Ready => self.ready = true,
+                Event::AnnounceInterest { stream, .. }
+                | Event::TrackRequest { stream, .. }
+                | Event::Subscribe { stream, .. }
+                | Event::Fetch { stream, .. } => remember(&mut self.requests, stream),
+                Event::RequestCancelled { stream } => self.requests.retain(|s| *s != stream),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn addrs() -> (SocketAddr, SocketAddr) {
+    (
+        CLIENT.parse().expect("address"),
+        SERVER.parse().expect("address"),
+    )
+}
+
+/// Reads a whole session input: the version, then the ops.
+pub fn read(data: &[u8]) -> (Version, Vec<Op>) {
+    let mut input = Input::new(data);
+    let version = Version::ALL[usize::from(input.byte()) % Version::ALL.len()];
+    let mut ops = Vec::new();
+    while !input.is_empty() {
+        ops.push(Op::decode(&mut input));
+    }
+    (version, ops)
+}
+
+/// Runs one session input; `held` reports the bytes the process holds, checked after
+/// every op against what the input fed.
+pub fn run(data: &[u8], held: impl Fn() -> usize) {
+    let (version, ops) = read(data);
+    let mut harness = Harness::new(version);
+    let baseline = held();
+    for (n, op) in ops.into_iter().enumerate() {
+        if harness.is_over() {
+            return;
+        }
+        harness.apply(op);
+        crate::check_held(held(), baseline, harness.fed, n + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_read_back_as_written() {
+        let ops = vec![
+            Op::Write {
+                stream: 4,
+                fin: true,
+                data: b"\x02\x05hello".to_vec(),
+            },
+            Op::Fill {
+                stream: 2,
+                byte: 0xff,
+                count: 1000,
+            },
+            Op::Reset { stream: 0, code: 77 },
+            Op::StopSending { stream: 3, code: 1 },
+            Op::Setup {
+                stream: 2,
+                path: "/anon".into(),
+            },
+            Op::Read,
+            Op::Advance { ms: 250 },
+            Op::Subscribe {
+                broadcast: "anon/x".into(),
+                track: "t".into(),
+                priority: 3,
+                start: 1,
+            },
+            Op::RequestAnnounces { prefix: "anon".into() },
+            Op::RequestTrack {
+                broadcast: "anon/x".into(),
+                track: "t".into(),
+            },
+            Op::Unsubscribe { index: 1 },
+            Op::Answer {
+                index: 0,
+                action: Answer::OpenGroup.code(),
+                arg: 300,
+            },
+            Op::Group {
+                index: 0,
+                action: GroupAction::Reset.code(),
+                arg: 9,
+            },
+            Op::GoAway { uri: "https://b/".into() },
+            Op::Close {
+                client: true,
+                code: 5,
+            },
+        ];
+        let bytes = script(Version::Lite04, &ops);
+        assert_eq!(read(&bytes), (Version::Lite04, ops));
+    }
+}
