@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wire session link)
+[ ${#targets[@]} -gt 0 ] || targets=(wire webtransport session session_h3 link)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: needs the nightly toolchain (rustup toolchain install nightly)" >&2

@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(input.rest(), b"z");
         assert!(input.is_empty());
         // Past the end everything is zero or empty.
-        assert_eq!((input.byte(), input.varint(), input.chunk()), (0, 0, &b""[..]));
+        assert_eq!(
+            (input.byte(), input.varint(), input.chunk()),
+            (0, 0, &b""[..])
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! the seed generator: the input formats, the drivers of each target and the bound on the
 //! memory a target may hold. Nothing here runs in the relay.
 
+pub mod h3_seeds;
 pub mod input;
 pub mod link;
 pub mod seeds;
 pub mod session;
+pub mod webtransport;
 pub mod wire;
 
 use std::alloc::System;

@@ -32,23 +32,83 @@ const SHARDS: usize = 3;
 /// A relay message with its names as table indices (see [`BROADCASTS`], [`TRACKS`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
-    RequestAnnounces { stream: u64 },
-    Announces { stream: u64, broadcasts: Vec<u8> },
-    Announce { stream: u64, broadcast: u8, hop: u64, active: bool },
-    Subscribe { stream: u64, broadcast: u8, track: u8, start: u64, end: u64 },
-    Cancel { stream: u64 },
-    TrackRequest { stream: u64, broadcast: u8, track: u8 },
-    TrackInfo { stream: u64, timescale: u64 },
-    Fetch { stream: u64, broadcast: u8, track: u8, group: u64 },
-    Fetched { stream: u64, frames: u8, size: u16 },
-    Reject { stream: u64, code: u8 },
-    SubscribeOk { stream: u64 },
-    SubscribeStart { stream: u64, group: u64 },
-    SubscribeEnd { stream: u64, group: u64 },
-    EndSubscription { stream: u64, error: u64 },
-    Group { stream: u64, sequence: u64 },
-    Frame { stream: u64, sequence: u64, payload: Vec<u8>, timestamp: u64 },
-    GroupEnd { stream: u64, sequence: u64, error: u64 },
+    RequestAnnounces {
+        stream: u64,
+    },
+    Announces {
+        stream: u64,
+        broadcasts: Vec<u8>,
+    },
+    Announce {
+        stream: u64,
+        broadcast: u8,
+        hop: u64,
+        active: bool,
+    },
+    Subscribe {
+        stream: u64,
+        broadcast: u8,
+        track: u8,
+        start: u64,
+        end: u64,
+    },
+    Cancel {
+        stream: u64,
+    },
+    TrackRequest {
+        stream: u64,
+        broadcast: u8,
+        track: u8,
+    },
+    TrackInfo {
+        stream: u64,
+        timescale: u64,
+    },
+    Fetch {
+        stream: u64,
+        broadcast: u8,
+        track: u8,
+        group: u64,
+    },
+    Fetched {
+        stream: u64,
+        frames: u8,
+        size: u16,
+    },
+    Reject {
+        stream: u64,
+        code: u8,
+    },
+    SubscribeOk {
+        stream: u64,
+    },
+    SubscribeStart {
+        stream: u64,
+        group: u64,
+    },
+    SubscribeEnd {
+        stream: u64,
+        group: u64,
+    },
+    EndSubscription {
+        stream: u64,
+        error: u64,
+    },
+    Group {
+        stream: u64,
+        sequence: u64,
+    },
+    Frame {
+        stream: u64,
+        sequence: u64,
+        payload: Vec<u8>,
+        timestamp: u64,
+    },
+    GroupEnd {
+        stream: u64,
+        sequence: u64,
+        error: u64,
+    },
 }
 
 /// One step of a link input.
@@ -60,10 +120,16 @@ pub enum LinkOp {
     Datagram(Vec<u8>),
     /// Hands the mail written so far to the shard as from shard `from` (0 is the shard
     /// itself and 3 is no shard: both must be ignored).
-    Deliver { from: u8 },
+    Deliver {
+        from: u8,
+    },
     /// One loop turn; the other shards' mailboxes take its mail when `accept`.
-    Turn { accept: bool },
-    Advance { ms: u16 },
+    Turn {
+        accept: bool,
+    },
+    Advance {
+        ms: u16,
+    },
 }
 
 fn name(table: &[&'static str; 4], index: u8) -> &'static str {

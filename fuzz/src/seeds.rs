@@ -1,6 +1,7 @@
 //! Seed corpora: the codec tests' golden vectors for the `wire` target (read from the test
 //! modules of `src/wire/*.rs`, so they follow the tests), and for `session` and `link`
-//! short exchanges built with the codec, one per kind of stream and message.
+//! short exchanges built with the codec, one per kind of stream and message. The seeds of
+//! the HTTP/3 targets are in [`crate::h3_seeds`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,7 +24,10 @@ pub struct Seed {
 
 /// The decoders each codec file's golden vectors are given to.
 const WIRE_FILES: [(&str, &[&str]); 13] = [
-    ("announce.rs", &["announce_request", "announce_ok", "announce"]),
+    (
+        "announce.rs",
+        &["announce_request", "announce_ok", "announce"],
+    ),
     ("fetch.rs", &["fetch"]),
     ("goaway.rs", &["goaway"]),
     ("group.rs", &["group_header", "frames"]),
@@ -33,12 +37,19 @@ const WIRE_FILES: [(&str, &[&str]); 13] = [
     ("stream.rs", &["control_type", "data_type"]),
     (
         "subscribe.rs",
-        &["subscribe", "subscribe_options", "subscribe_drop", "subscribe_response"],
+        &[
+            "subscribe",
+            "subscribe_options",
+            "subscribe_drop",
+            "subscribe_response",
+        ],
     ),
     ("track.rs", &["track_request", "track_info"]),
     (
         "varint.rs",
-        &["varint", "zigzag", "string", "path", "option", "duration", "bytes", "flag"],
+        &[
+            "varint", "zigzag", "string", "path", "option", "duration", "bytes", "flag",
+        ],
     ),
     ("version.rs", &["alpn"]),
     ("error.rs", &["error_code"]),
@@ -49,12 +60,14 @@ fn wire_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/wire")
 }
 
-/// The seeds of `target` (`wire`, `session` or `link`).
+/// The seeds of `target` (`wire`, `webtransport`, `session`, `session_h3` or `link`).
 pub fn of(target: &str) -> io::Result<Vec<Seed>> {
     Ok(match target {
         "wire" => wire(&wire_dir())?,
         "session" => sessions(),
         "link" => links(),
+        "webtransport" => crate::h3_seeds::decoders()?,
+        "session_h3" => crate::h3_seeds::sessions(),
         _ => Vec::new(),
     })
 }
@@ -182,7 +195,11 @@ fn byte_string(s: &str) -> Option<(Vec<u8>, usize)> {
 /// them hexadecimal.
 fn byte_array(s: &str) -> Option<Vec<u8>> {
     let body = &s[..s.find(']')?];
-    let items: Vec<&str> = body.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    let items: Vec<&str> = body
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     if items.len() < 2 || !items.iter().any(|t| t.starts_with("0x")) {
         return None;
     }
@@ -408,7 +425,11 @@ pub fn sessions() -> Vec<Seed> {
                 all.rotate_left(1);
             }
             let bytes = session::script(v, &all);
-            assert_eq!(session::read(&bytes), (v, all), "{name}: ops read back differently");
+            assert_eq!(
+                session::read(&bytes),
+                (v, all),
+                "{name}: ops read back differently"
+            );
             seeds.push(Seed {
                 target: "session",
                 name: format!("{name}-{v}"),
@@ -443,7 +464,11 @@ fn announces(v: Version) -> Vec<u8> {
         }
         .encode(&mut buf, v);
     }
-    let hops = if v == Version::Lite03 { vec![0] } else { vec![5] };
+    let hops = if v == Version::Lite03 {
+        vec![0]
+    } else {
+        vec![5]
+    };
     Announce::Active {
         suffix: "x".into(),
         hops,
@@ -599,7 +624,7 @@ pub fn links() -> Vec<Seed> {
 /// The first datagram of a QUIC client offering every moq-lite version.
 fn initial_packet() -> Vec<u8> {
     let mut config =
-        moqring::net::quic::client_config(&Version::ALL, false).expect("client config");
+        moqring::net::quic::client_config(&Version::ALL, false, false).expect("client config");
     let scid = quiche::ConnectionId::from_ref(&[9; quiche::MAX_CONN_ID_LEN]);
     let local: SocketAddr = "10.0.0.2:5000".parse().expect("address");
     let peer: SocketAddr = "10.0.0.1:4443".parse().expect("address");

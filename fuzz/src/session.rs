@@ -1,6 +1,9 @@
-//! The `session` target: a server [`Session`] paired in memory with a raw quiche client
-//! whose every stream write, reset, STOP_SENDING and close comes from the fuzz input, on
-//! one moq-lite version, before and after a valid lite-05 SETUP.
+//! The `session` and `session_h3` targets: a server [`Session`] paired in memory with a
+//! raw quiche client whose every stream write, reset, STOP_SENDING, datagram and close
+//! comes from the fuzz input, on one moq-lite version, before and after a valid lite-05
+//! SETUP. The client of `session` speaks raw QUIC (a moq-lite ALPN); the client of
+//! `session_h3` speaks HTTP/3 (ALPN `h3`) and its ops also write the HTTP/3 pieces (control
+//! stream, Extended CONNECT, stream prefixes, capsules) that arbitrary bytes would rarely hit.
 //!
 //! The input's first byte picks the version; then [`Op`]s until it ends. Client ops write
 //! arbitrary bytes on any stream id; server ops play the relay: they make requests of the
@@ -15,7 +18,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moqring::net::quic;
 use moqring::session::{BytesFactory, Event, Frame, Session, SessionConfig};
-use moqring::wire::{DataType, ErrorCode, Message, Setup, Subscribe, TrackInfo, Version};
+use moqring::webtransport::{capsule, headers, settings, stream as wt_stream};
+use moqring::wire::{
+    DataType, ErrorCode, FrameHeader, Message, Setup, Subscribe, TrackInfo, Version,
+};
 
 use crate::input::{Input, Script};
 
@@ -23,29 +29,100 @@ use crate::input::{Input, Script};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// The client writes `data` on stream `stream` (any id; quiche refuses invalid ones).
-    Write { stream: u8, fin: bool, data: Vec<u8> },
+    Write {
+        stream: u8,
+        fin: bool,
+        data: Vec<u8>,
+    },
     /// The client writes `count` copies of `byte` (bulk data from a short input).
-    Fill { stream: u8, byte: u8, count: u16 },
-    Reset { stream: u8, code: u64 },
-    StopSending { stream: u8, code: u64 },
+    Fill {
+        stream: u8,
+        byte: u8,
+        count: u16,
+    },
+    Reset {
+        stream: u8,
+        code: u64,
+    },
+    StopSending {
+        stream: u8,
+        code: u64,
+    },
     /// The client sends a valid lite-05 SETUP (uni stream type, message, FIN).
-    Setup { stream: u8, path: String },
+    Setup {
+        stream: u8,
+        path: String,
+    },
     /// The client reads everything the server sent (otherwise it leaves it unread).
     Read,
     /// Virtual time moves on; expired QUIC timers fire.
-    Advance { ms: u16 },
+    Advance {
+        ms: u16,
+    },
     /// The server subscribes to a track of the client.
-    Subscribe { broadcast: String, track: String, priority: u8, start: u8 },
-    RequestAnnounces { prefix: String },
-    RequestTrack { broadcast: String, track: String },
+    Subscribe {
+        broadcast: String,
+        track: String,
+        priority: u8,
+        start: u8,
+    },
+    RequestAnnounces {
+        prefix: String,
+    },
+    RequestTrack {
+        broadcast: String,
+        track: String,
+    },
     /// The server ends one of its subscriptions (by index).
-    Unsubscribe { index: u8 },
+    Unsubscribe {
+        index: u8,
+    },
     /// The server answers one of the client's requests (by index) with [`Answer`] `action`.
-    Answer { index: u8, action: u8, arg: u64 },
+    Answer {
+        index: u8,
+        action: u8,
+        arg: u64,
+    },
     /// The server acts on one of the group streams it opened: [`GroupAction`] `action`.
-    Group { index: u8, action: u8, arg: u16 },
-    GoAway { uri: String },
-    Close { client: bool, code: u64 },
+    Group {
+        index: u8,
+        action: u8,
+        arg: u16,
+    },
+    GoAway {
+        uri: String,
+    },
+    Close {
+        client: bool,
+        code: u64,
+    },
+    /// The client's HTTP/3 control stream (stream type, SETTINGS) on `stream`.
+    Control {
+        stream: u8,
+    },
+    /// An Extended CONNECT on `stream` offering the versions of bits 0-2 of `offer`
+    /// ([`Version::ALL`] order; bit 3 first offers one nobody speaks, bit 4 reverses).
+    Connect {
+        stream: u8,
+        offer: u8,
+        path: String,
+    },
+    /// The WebTransport prefix of session `session` (uni or bidi, as `stream` is).
+    Prefix {
+        stream: u8,
+        session: u8,
+    },
+    /// A CLOSE_WEBTRANSPORT_SESSION capsule (or, without `close`, DRAIN) in a DATA frame.
+    Capsule {
+        stream: u8,
+        close: bool,
+        code: u32,
+        reason: String,
+    },
+    /// A QUIC datagram from the client.
+    Datagram {
+        data: Vec<u8>,
+    },
 }
 
 /// What [`Op::Answer`] does with a request stream, by `action % 11`.
@@ -93,7 +170,8 @@ pub enum GroupAction {
     Reset,
 }
 
-const GROUP_ACTIONS: [GroupAction; 3] = [GroupAction::Frame, GroupAction::Finish, GroupAction::Reset];
+const GROUP_ACTIONS: [GroupAction; 3] =
+    [GroupAction::Frame, GroupAction::Finish, GroupAction::Reset];
 
 impl GroupAction {
     pub fn code(self) -> u8 {
@@ -102,7 +180,7 @@ impl GroupAction {
 }
 
 /// Ops in [`Op::decode`]'s tag order.
-const OPS: u8 = 15;
+const OPS: u8 = 20;
 
 fn string(input: &mut Input) -> String {
     String::from_utf8_lossy(input.chunk()).into_owned()
@@ -162,9 +240,30 @@ impl Op {
                 arg: input.u16(),
             },
             13 => Op::GoAway { uri: string(input) },
-            _ => Op::Close {
+            14 => Op::Close {
                 client: input.byte() & 1 == 1,
                 code: input.varint(),
+            },
+            15 => Op::Control {
+                stream: input.byte(),
+            },
+            16 => Op::Connect {
+                stream: input.byte(),
+                offer: input.byte(),
+                path: string(input),
+            },
+            17 => Op::Prefix {
+                stream: input.byte(),
+                session: input.byte(),
+            },
+            18 => Op::Capsule {
+                stream: input.byte(),
+                close: input.byte() & 1 == 1,
+                code: input.varint() as u32,
+                reason: string(input),
+            },
+            _ => Op::Datagram {
+                data: input.chunk().to_vec(),
             },
         }
     }
@@ -201,12 +300,46 @@ impl Op {
                 .chunk(broadcast.as_bytes())
                 .chunk(track.as_bytes()),
             Op::Unsubscribe { index } => out.byte(10).byte(*index),
-            Op::Answer { index, action, arg } => out.byte(11).byte(*index).byte(*action).varint(*arg),
+            Op::Answer { index, action, arg } => {
+                out.byte(11).byte(*index).byte(*action).varint(*arg)
+            }
             Op::Group { index, action, arg } => out.byte(12).byte(*index).byte(*action).u16(*arg),
             Op::GoAway { uri } => out.byte(13).chunk(uri.as_bytes()),
             Op::Close { client, code } => out.byte(14).byte(u8::from(*client)).varint(*code),
+            Op::Control { stream } => out.byte(15).byte(*stream),
+            Op::Connect {
+                stream,
+                offer,
+                path,
+            } => out
+                .byte(16)
+                .byte(*stream)
+                .byte(*offer)
+                .chunk(path.as_bytes()),
+            Op::Prefix { stream, session } => out.byte(17).byte(*stream).byte(*session),
+            Op::Capsule {
+                stream,
+                close,
+                code,
+                reason,
+            } => out
+                .byte(18)
+                .byte(*stream)
+                .byte(u8::from(*close))
+                .varint(u64::from(*code))
+                .chunk(reason.as_bytes()),
+            Op::Datagram { data } => out.byte(19).chunk(data),
         };
     }
+}
+
+/// What the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Raw QUIC with the moq-lite ALPN of the input's version.
+    Quic,
+    /// HTTP/3 (ALPN `h3`); the version travels in the CONNECT.
+    WebTransport,
 }
 
 /// A whole session input: the version, then the ops.
@@ -242,6 +375,7 @@ struct Configs {
     _identity: moqring::tls::Identity,
     server: quiche::Config,
     clients: Vec<(Version, quiche::Config)>,
+    h3_client: quiche::Config,
 }
 
 thread_local! {
@@ -259,12 +393,18 @@ fn configs() -> Configs {
     .expect("server config");
     let clients = Version::ALL
         .into_iter()
-        .map(|v| (v, quic::client_config(&[v], false).expect("client config")))
+        .map(|v| {
+            (
+                v,
+                quic::client_config(&[v], false, false).expect("client config"),
+            )
+        })
         .collect();
     Configs {
         _identity: identity,
         server,
         clients,
+        h3_client: quic::client_config(&Version::ALL, false, true).expect("h3 client config"),
     }
 }
 
@@ -299,22 +439,33 @@ fn pick(list: &[u64], index: u8) -> Option<u64> {
 }
 
 impl Harness {
-    /// A client of `version` connected to a fresh server session (handshake done).
-    pub fn new(version: Version) -> Self {
+    /// A client of `version` over `transport` connected to a fresh server session
+    /// (handshake done).
+    pub fn new(version: Version, transport: Transport) -> Self {
         CONFIGS.with(|cell| {
             let mut cell = cell.borrow_mut();
             let configs = cell.get_or_insert_with(configs);
-            let client_config = &mut configs
-                .clients
-                .iter_mut()
-                .find(|(v, _)| *v == version)
-                .expect("every version")
-                .1;
+            let client_config = match transport {
+                Transport::Quic => {
+                    &mut configs
+                        .clients
+                        .iter_mut()
+                        .find(|(v, _)| *v == version)
+                        .expect("every version")
+                        .1
+                }
+                Transport::WebTransport => &mut configs.h3_client,
+            };
             let (client_addr, server_addr) = addrs();
             let cid = quiche::ConnectionId::from_ref(&[1; quiche::MAX_CONN_ID_LEN]);
-            let client =
-                quiche::connect(Some("localhost"), &cid, client_addr, server_addr, client_config)
-                    .expect("connect");
+            let client = quiche::connect(
+                Some("localhost"),
+                &cid,
+                client_addr,
+                server_addr,
+                client_config,
+            )
+            .expect("connect");
             let sid = quiche::ConnectionId::from_ref(&[2; quiche::MAX_CONN_ID_LEN]);
             let server = quiche::accept_with_buf_factory::<BytesFactory>(
                 &sid,
@@ -342,6 +493,15 @@ impl Harness {
         })
     }
 
+    /// Whether the server session reported `Ready` (its moq-lite session is up).
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    pub fn server(&self) -> &Session {
+        &self.server
+    }
+
     /// Whether both ends are closed (nothing more can happen).
     pub fn is_over(&self) -> bool {
         self.client.is_closed() && self.server.conn().is_closed()
@@ -356,10 +516,14 @@ impl Harness {
                 count,
             } => self.send(stream, &vec![byte; usize::from(count)], false),
             Op::Reset { stream, code } => {
-                let _ = self.client.stream_shutdown(stream.into(), quiche::Shutdown::Write, code);
+                let _ = self
+                    .client
+                    .stream_shutdown(stream.into(), quiche::Shutdown::Write, code);
             }
             Op::StopSending { stream, code } => {
-                let _ = self.client.stream_shutdown(stream.into(), quiche::Shutdown::Read, code);
+                let _ = self
+                    .client
+                    .stream_shutdown(stream.into(), quiche::Shutdown::Read, code);
             }
             Op::Setup { stream, path } => {
                 let mut data = Vec::new();
@@ -386,6 +550,53 @@ impl Harness {
             } => {
                 let code = ErrorCode::ALL[(code % ErrorCode::ALL.len() as u64) as usize];
                 self.server.close(code, "fuzz");
+            }
+            Op::Control { stream } => self.send(stream, &settings::client_control_stream(), false),
+            Op::Connect {
+                stream,
+                offer,
+                path,
+            } => {
+                let mut offered: Vec<String> = Vec::new();
+                if offer & 8 != 0 {
+                    offered.push("moq-lite-99".into());
+                }
+                for (bit, v) in Version::ALL.iter().enumerate() {
+                    if offer & (1 << bit) != 0 {
+                        offered.push(v.to_string());
+                    }
+                }
+                if offer & 16 != 0 {
+                    offered.reverse();
+                }
+                let offered: Vec<&str> = offered.iter().map(String::as_str).collect();
+                let request = headers::encode_request("localhost:4443", &path, &offered);
+                self.send(stream, &request, false);
+            }
+            Op::Prefix { stream, session } => {
+                let session = u64::from(session);
+                let prefix = if stream & 2 == 0 {
+                    wt_stream::bidi_prefix(session)
+                } else {
+                    wt_stream::uni_prefix(session)
+                };
+                self.send(stream, &prefix, false);
+            }
+            Op::Capsule {
+                stream,
+                close,
+                code,
+                reason,
+            } => {
+                let frame = if close {
+                    capsule::close_frame(code, &reason)
+                } else {
+                    capsule::drain_frame()
+                };
+                self.send(stream, &frame, false);
+            }
+            Op::Datagram { data } if self.client.dgram_send(&data).is_ok() => {
+                self.fed += data.len();
             }
             op if self.ready => self.serve(op),
             _ => {}
@@ -571,9 +782,28 @@ impl Harness {
                 | Event::Subscribe { stream, .. }
                 | Event::Fetch { stream, .. } => remember(&mut self.requests, stream),
                 Event::RequestCancelled { stream } => self.requests.retain(|s| *s != stream),
+                Event::Frame { frame, .. } => check_frame(&frame),
                 _ => {}
             }
         }
+    }
+}
+
+/// A frame read from the peer must go on to subscribers of every version as a valid frame
+/// header followed by the same payload.
+fn check_frame(frame: &Frame) {
+    for version in Version::ALL {
+        let wire = frame.to_wire(version);
+        let mut slice = &wire[..];
+        // Any delta is in range from the middle of the timestamp range.
+        let header = FrameHeader::decode(&mut slice, version, 1 << 61)
+            .unwrap_or_else(|e| panic!("{frame:?} on {version}: {e}"));
+        assert_eq!(
+            header.size,
+            frame.payload().len() as u64,
+            "{frame:?} on {version}"
+        );
+        assert_eq!(slice, &frame.payload()[..], "{frame:?} on {version}");
     }
 }
 
@@ -595,11 +825,11 @@ pub fn read(data: &[u8]) -> (Version, Vec<Op>) {
     (version, ops)
 }
 
-/// Runs one session input; `held` reports the bytes the process holds, checked after
-/// every op against what the input fed.
-pub fn run(data: &[u8], held: impl Fn() -> usize) {
+/// Runs one session input with a client speaking `transport`; `held` reports the bytes the
+/// process holds, checked after every op against what the input fed.
+pub fn run(data: &[u8], transport: Transport, held: impl Fn() -> usize) {
     let (version, ops) = read(data);
-    let mut harness = Harness::new(version);
+    let mut harness = Harness::new(version, transport);
     let baseline = held();
     for (n, op) in ops.into_iter().enumerate() {
         if harness.is_over() {
@@ -627,7 +857,10 @@ mod tests {
                 byte: 0xff,
                 count: 1000,
             },
-            Op::Reset { stream: 0, code: 77 },
+            Op::Reset {
+                stream: 0,
+                code: 77,
+            },
             Op::StopSending { stream: 3, code: 1 },
             Op::Setup {
                 stream: 2,
@@ -641,7 +874,9 @@ mod tests {
                 priority: 3,
                 start: 1,
             },
-            Op::RequestAnnounces { prefix: "anon".into() },
+            Op::RequestAnnounces {
+                prefix: "anon".into(),
+            },
             Op::RequestTrack {
                 broadcast: "anon/x".into(),
                 track: "t".into(),
@@ -657,10 +892,31 @@ mod tests {
                 action: GroupAction::Reset.code(),
                 arg: 9,
             },
-            Op::GoAway { uri: "https://b/".into() },
+            Op::GoAway {
+                uri: "https://b/".into(),
+            },
             Op::Close {
                 client: true,
                 code: 5,
+            },
+            Op::Control { stream: 2 },
+            Op::Connect {
+                stream: 0,
+                offer: 0b10101,
+                path: "/anon?jwt=x".into(),
+            },
+            Op::Prefix {
+                stream: 6,
+                session: 0,
+            },
+            Op::Capsule {
+                stream: 0,
+                close: true,
+                code: u32::MAX,
+                reason: "bye".into(),
+            },
+            Op::Datagram {
+                data: vec![0, 1, 2],
             },
         ];
         let bytes = script(Version::Lite04, &ops);

@@ -34,7 +34,9 @@ pub const DECODERS: [(&str, Decoder); 28] = [
             varint::encode_zigzag(*v, out)
         })
     }),
-    ("u8", |b, _| primitive(b, varint::decode_u8, |v, out| out.push(*v))),
+    ("u8", |b, _| {
+        primitive(b, varint::decode_u8, |v, out| out.push(*v))
+    }),
     ("flag", |b, _| {
         primitive(b, varint::decode_flag, |v, out| out.push(u8::from(*v)))
     }),
@@ -129,7 +131,11 @@ fn check<T: PartialEq + Debug>(
     };
     let used = data.len() - slice.len();
     let mut exact = &data[..used];
-    assert_eq!(decode(&mut exact).as_ref(), Ok(&value), "decoded differently");
+    assert_eq!(
+        decode(&mut exact).as_ref(),
+        Ok(&value),
+        "decoded differently"
+    );
     assert!(exact.is_empty());
     for n in 0..used {
         assert_eq!(
@@ -141,7 +147,11 @@ fn check<T: PartialEq + Debug>(
     let mut again = Vec::new();
     encode(&value, &mut again);
     let mut slice = &again[..];
-    assert_eq!(decode(&mut slice).as_ref(), Ok(&value), "re-encoding changed it");
+    assert_eq!(
+        decode(&mut slice).as_ref(),
+        Ok(&value),
+        "re-encoding changed it"
+    );
     assert!(slice.is_empty(), "{value:?}: re-encoding left bytes over");
     Some(used)
 }
