@@ -7,6 +7,7 @@ pub mod input;
 pub mod link;
 pub mod seeds;
 pub mod session;
+pub mod session_ops;
 pub mod webtransport;
 pub mod wire;
 
