@@ -14,7 +14,7 @@ mod control;
 mod core;
 mod cores;
 mod handshakes;
-mod link;
+pub mod link;
 mod meter;
 mod peers;
 mod retry;
