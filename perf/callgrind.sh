@@ -13,6 +13,7 @@
 #                 about 50 times slower, and moq-relay loses frames at 10)
 #   DURATION WARMUP   measured window and warmup, seconds (default 10 and 4)
 #   RELAYS        default "moqring moq-relay"
+#   SCHEME        moql (raw QUIC, default) or https (the bench connects over WebTransport)
 #
 # The load is scenario (a) of race.sh (30 fps x 5000 B, 60 frames a group) from a native
 # `moqring bench`; only the relay runs under valgrind, on one thread (`moqring relay
@@ -37,6 +38,12 @@ SUBSCRIBERS=${SUBSCRIBERS:-5}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-4}
 RELAYS=${RELAYS:-moqring moq-relay}
+SCHEME=${SCHEME:-moql}
+case $SCHEME in
+    moql) transport="raw QUIC" ;;
+    https) transport="WebTransport" ;;
+    *) echo "SCHEME must be moql or https" >&2; exit 2 ;;
+esac
 
 for tool in valgrind callgrind_control callgrind_annotate jq; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
@@ -90,7 +97,7 @@ run() {
     local pid=$!
     sleep 3
     local progress=$out/$name.bench.log
-    "$moqring" bench "moql://127.0.0.1:$port/bench" --tls-disable-verify --alpn moq-lite-05 \
+    "$moqring" bench "$SCHEME://127.0.0.1:$port/bench" --tls-disable-verify --alpn moq-lite-05 \
         --json --threads 1 --connect-rate 50 --setup-timeout 60s \
         --warmup "${WARMUP}s" --duration "${DURATION}s" --drain 3s \
         --publishers 1 --subscribers "$SUBSCRIBERS" --fps 30 --frame-size 5000 \
@@ -157,10 +164,10 @@ for name in $RELAYS; do
 done
 
 table=$(
-    echo "## Instructions per delivered frame (callgrind), $(date -u +%Y-%m-%d)"
+    echo "## Instructions per delivered frame (callgrind, $transport), $(date -u +%Y-%m-%d)"
     echo
     echo "Commit $(git rev-parse --short HEAD); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) vCPU."
-    echo "Command: \`SUBSCRIBERS=$SUBSCRIBERS DURATION=$DURATION WARMUP=$WARMUP perf/callgrind.sh\`."
+    echo "Command: \`SCHEME=$SCHEME SUBSCRIBERS=$SUBSCRIBERS DURATION=$DURATION WARMUP=$WARMUP RELAYS=\"$RELAYS\" perf/callgrind.sh\`."
     echo "One publisher, 30 fps x 5000 B, $SUBSCRIBERS subscribers; the relay on one thread under callgrind, user-space instructions over the bench's ${DURATION} s window divided by the frames delivered in it. QUIC stack: quiche/octets for moqring, noq (moq-relay's fork of quinn)/rustls for moq-relay (crypto excluded); relay code: moqring:: symbols, or moq_*/kio:: ones outside noq; rest: libc, std, allocator, runtime."
     echo
     echo "| relay | frames delivered | lost | instructions per frame | AES-GCM and hashes | QUIC stack | relay code | rest |"

@@ -13,7 +13,8 @@
 #   MOQ_RELAY_FAST_ARGS   arguments of the io-uring build's fast mode
 #                         (default "--runtime-workers 2 --runtime-io-uring")
 #   RELAYS                which relays race (default "moqring moq-relay moq-relay-io-uring")
-#   SCENARIOS             which scenarios run (default: all of fanout throughput tracks chat)
+#   SCENARIOS             which scenarios run (default: all of fanout throughput tracks chat
+#                         fanout-wt; fanout-wt is the fan-out over WebTransport, https://)
 #   RELAY_CPUS BENCH_CPUS CPU lists for taskset (default: no pinning; both share all cores)
 #   BENCH_THREADS         load generator threads (default 2: one thread serving hundreds of
 #                         subscribers adds its own queueing to the measured latency)
@@ -42,7 +43,7 @@ MOQ_RELAY_VERSION=0.17.10
 MOQRING_ARGS=${MOQRING_ARGS:-}
 MOQ_RELAY_FAST_ARGS=${MOQ_RELAY_FAST_ARGS:---runtime-workers 2 --runtime-io-uring}
 RELAYS=${RELAYS:-moqring moq-relay moq-relay-io-uring}
-SCENARIOS=${SCENARIOS:-fanout throughput tracks chat}
+SCENARIOS=${SCENARIOS:-fanout throughput tracks chat fanout-wt}
 BENCH_THREADS=${BENCH_THREADS:-2}
 RELAY_CPUS=${RELAY_CPUS:-}
 BENCH_CPUS=${BENCH_CPUS:-}
@@ -123,7 +124,8 @@ relay_command() { # $1 = relay name, $2 = port
     esac
 }
 
-# One bench run: $1 = output name, $2 = relay, rest = bench arguments.
+# One bench run: $1 = output name, $2 = relay, rest = bench arguments; SCHEME=https runs
+# it over WebTransport (default moql: raw QUIC).
 # Writes $run_dir/$1.json (the bench report) and .log (relay and bench stderr).
 run_one() {
     local name=$1 relay=$2; shift 2
@@ -141,7 +143,7 @@ run_one() {
         tail -5 "$run_dir/$name.relay.log" >&2
         return 1
     fi
-    local bench=($(pin "$BENCH_CPUS") "$moqring" bench "moql://127.0.0.1:$port/bench"
+    local bench=($(pin "$BENCH_CPUS") "$moqring" bench "${SCHEME:-moql}://127.0.0.1:$port/bench"
         --tls-disable-verify --alpn moq-lite-05 --json --relay-pid "$relay_pid"
         --threads "$BENCH_THREADS" --warmup "${WARMUP}s" --duration "${DURATION}s"
         --drain "${DRAIN}s" --connect-rate "$connect_rate" "$@")
@@ -194,6 +196,11 @@ for relay in $RELAYS; do
             chat)
                 run_one "chat-300__${relay}" "$relay" --publishers 1 --subscribers 300 \
                     --fps 100 --frame-size 100 --group-frames 1 ;;
+            fanout-wt)
+                for n in $fanout_sizes; do
+                    SCHEME=https run_one "fanout-wt-${n}__${relay}" "$relay" --publishers 1 \
+                        --subscribers "$n" "${video[@]}"
+                done ;;
             *) echo "unknown scenario $scenario" >&2; exit 2 ;;
         esac
     done

@@ -260,6 +260,37 @@ def chat(reports, meta, out):
     out.append("")
 
 
+def webtransport(reports, meta, out):
+    """(e) the fan-out over WebTransport, and what it costs moqring over raw QUIC."""
+    sizes = sorted(
+        {int(s.split("-")[2]) for s, _ in reports if s.startswith("fanout-wt-")}
+    )
+    if not sizes:
+        return
+    load_rows(
+        "(e) fan-out over WebTransport (https://): 1 publisher, 30 fps x 5000 B, "
+        "60 frames a group",
+        reports,
+        [(f"fanout-wt-{n}", f"{n} subs") for n in sizes],
+        meta,
+        out,
+    )
+    lines = []
+    for n in sizes:
+        wt = reports.get((f"fanout-wt-{n}", "moqring"))
+        raw = reports.get((f"fanout-{n}", "moqring"))
+        a, b = (cpu_per_gbit(wt) if wt else None), (cpu_per_gbit(raw) if raw else None)
+        if a and b:
+            lines.append(
+                f"- {n} subscribers: moqring CPU s per Gbit over WebTransport / over raw "
+                f"QUIC = {a:.2f} / {b:.2f} = {a / b:.3f}"
+            )
+    if lines:
+        out.append("WebTransport against raw QUIC, moqring, same run:\n")
+        out.extend(lines)
+        out.append("")
+
+
 def main():
     run_dir = pathlib.Path(sys.argv[1])
     meta, reports = load(run_dir)
@@ -299,6 +330,7 @@ def main():
         out,
     )
     chat(reports, meta, out)
+    webtransport(reports, meta, out)
     print("\n".join(out).rstrip())
 
 

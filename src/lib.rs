@@ -18,4 +18,5 @@ pub mod session;
 pub mod shard;
 pub mod signals;
 pub mod tls;
+pub mod webtransport;
 pub mod wire;

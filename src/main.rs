@@ -188,7 +188,7 @@ struct AuthArgs {
 
 #[derive(Args)]
 struct ClientArgs {
-    /// Relay URL, e.g. moql://localhost:4443/anon
+    /// Relay URL: moql://HOST:PORT/PATH for raw QUIC, https://HOST:PORT/PATH for WebTransport
     url: Url,
     /// Broadcast path, relative to the URL path.
     #[arg(long)]
@@ -234,7 +234,7 @@ struct SubArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Relay URL, e.g. moql://localhost:4443/anon
+    /// Relay URL: moql://HOST:PORT/PATH for raw QUIC, https://HOST:PORT/PATH for WebTransport
     url: Url,
     /// Publishers, each publishing broadcast `bench-I/live` (under the URL path) with one track.
     #[arg(long, default_value_t = 1)]
@@ -790,6 +790,8 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             max_frame_size: args.max_frame_size,
             max_queued_bytes: args.max_queued_bytes,
             auth,
+            versions: versions.clone(),
+            authority: None,
         },
         max_connections: args.max_connections,
         handshakes: shard::HandshakePolicy::new(

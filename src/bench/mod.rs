@@ -220,6 +220,7 @@ pub fn run(config: BenchConfig) -> Result<Report, BenchError> {
         let quic = quic::client_config(
             &config.connect.versions,
             matches!(config.connect.verify, Verify::Roots),
+            config.connect.is_webtransport(),
         )
         .map_err(ClientError::from)?;
         let ctx_parts = (

@@ -38,15 +38,23 @@ pub enum Verify {
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Connect {
+    /// `moql://` (or `moqt://`) for raw QUIC, `https://` for WebTransport.
     pub url: Url,
     /// Versions to offer, newest first.
     pub versions: Vec<Version>,
     pub verify: Verify,
 }
 
+impl Connect {
+    /// Whether the URL asks for WebTransport over HTTP/3 (`https://`).
+    pub fn is_webtransport(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("bad URL {0}: expected moql://HOST:PORT/PATH")]
+    #[error("bad URL {0}: expected moql://HOST:PORT/PATH (raw QUIC) or https://HOST:PORT/PATH (WebTransport)")]
     Url(String),
     #[error("cannot resolve {0}")]
     Resolve(String),
@@ -79,7 +87,7 @@ pub trait App {
 
 /// The host name (for SNI) and the address a `moql://` URL points at.
 pub(crate) fn resolve(url: &Url) -> Result<(String, SocketAddr), ClientError> {
-    if !matches!(url.scheme(), "moql" | "moqt") {
+    if !matches!(url.scheme(), "moql" | "moqt" | "https") {
         return Err(ClientError::Url(url.to_string()));
     }
     let host = url
@@ -118,8 +126,11 @@ async fn drive<A: App>(connect: Connect, mut app: A) -> Result<(), ClientError> 
         "[::]:0".parse().expect("valid")
     };
     let io = UdpIo::bind(local)?;
-    let mut config =
-        quic::client_config(&connect.versions, matches!(connect.verify, Verify::Roots))?;
+    let mut config = quic::client_config(
+        &connect.versions,
+        matches!(connect.verify, Verify::Roots),
+        connect.is_webtransport(),
+    )?;
     let mut session = new_session(&connect, &host, io.local_addr(), peer, &mut config)?;
     let mut buf = vec![0u8; 65536];
     let mut out = io.send_batch_of(crate::net::gso::MAX_RUN);
@@ -219,11 +230,18 @@ pub(crate) fn new_session(
     )?;
     let session_config = SessionConfig {
         origin: u64::from(u32::from_le_bytes(origin)) | 1,
-        // The query travels with the path (lite-05 SETUP): it may carry a `jwt` token.
+        // The query travels with the path (lite-05 SETUP, or the WebTransport CONNECT): it
+        // may carry a `jwt` token.
         path: Some(match connect.url.query() {
             Some(query) => format!("{}?{query}", connect.url.path()),
             None => connect.url.path().to_string(),
         }),
+        versions: connect.versions.clone(),
+        authority: Some(format!(
+            "{}:{}",
+            connect.url.host_str().unwrap_or(host),
+            peer.port()
+        )),
         ..SessionConfig::default()
     };
     Ok(Session::new(conn, session_config))
@@ -250,6 +268,9 @@ pub(crate) fn check_certificate(session: &mut Session, verify: &Verify) -> Resul
 
 /// Why the connection closed, for an error message.
 pub(crate) fn close_reason(session: &Session) -> String {
+    if let Some(status) = session.refused_status() {
+        return format!("the relay refused the WebTransport session: HTTP status {status}");
+    }
     let conn = session.conn();
     if let Some(e) = conn.peer_error() {
         return format!(

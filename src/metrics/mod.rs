@@ -77,6 +77,8 @@ catalogue! {
         "Established moq-lite sessions by negotiated version.";
     SessionsLite04 => "sessions", Gauge, Some(("version", "moq-lite-04")), "";
     SessionsLite03 => "sessions", Gauge, Some(("version", "moq-lite-03")), "";
+    SessionsWebTransport => "webtransport_sessions", Gauge, None,
+        "Established sessions (counted in sessions too) that came over WebTransport (HTTP/3).";
     Broadcasts => "broadcasts", Gauge, None,
         "Broadcasts announced by publishers connected to this shard (see /announced).";
     Tracks => "tracks", Gauge, None,

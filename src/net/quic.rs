@@ -13,6 +13,16 @@ pub fn alpns(versions: &[Version]) -> Vec<&'static [u8]> {
     versions.iter().map(|v| v.alpn()).collect()
 }
 
+/// What a client offers: the moq-lite ALPNs on raw QUIC, or HTTP/3 alone for WebTransport
+/// (the versions then travel in the CONNECT's `wt-available-protocols`).
+pub fn client_alpns(versions: &[Version], webtransport: bool) -> Vec<&'static [u8]> {
+    if webtransport {
+        vec![crate::webtransport::ALPN]
+    } else {
+        alpns(versions)
+    }
+}
+
 /// Datagrams quiche may hold per connection and direction.
 const DGRAM_QUEUE: usize = 16;
 
@@ -50,16 +60,24 @@ pub fn server_config(
     let mut config = quiche::Config::new(quiche::PROTOCOL_VERSION)?;
     config.load_cert_chain_from_pem_file(cert)?;
     config.load_priv_key_from_pem_file(key)?;
-    config.set_application_protos(&alpns(versions))?;
+    // HTTP/3 (WebTransport, for browsers) beside the moq-lite ALPNs, on the same port.
+    let mut protos = alpns(versions);
+    protos.push(crate::webtransport::ALPN);
+    config.set_application_protos(&protos)?;
     transport(&mut config);
     config.set_max_idle_timeout(idle_timeout_ms);
     Ok(config)
 }
 
-/// Client settings; `verify` checks the server certificate against the system roots.
-pub fn client_config(versions: &[Version], verify: bool) -> Result<quiche::Config, quiche::Error> {
+/// Client settings; `verify` checks the server certificate against the system roots;
+/// `webtransport` offers HTTP/3 instead of the moq-lite ALPNs.
+pub fn client_config(
+    versions: &[Version],
+    verify: bool,
+    webtransport: bool,
+) -> Result<quiche::Config, quiche::Error> {
     let mut config = quiche::Config::new(quiche::PROTOCOL_VERSION)?;
-    config.set_application_protos(&alpns(versions))?;
+    config.set_application_protos(&client_alpns(versions, webtransport))?;
     config.verify_peer(verify);
     if verify {
         // Debian and most distributions keep their CA bundle here.

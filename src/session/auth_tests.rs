@@ -234,3 +234,75 @@ fn lite04_sessions_get_the_public_prefixes_only() {
     assert!(!ready(&pair));
     assert!(closed_unauthorized(&pair));
 }
+
+/// A client over WebTransport offering `version` at `target`.
+fn wt_client(version: Version, target: &str) -> SessionConfig {
+    SessionConfig {
+        path: Some(target.into()),
+        versions: vec![version],
+        authority: Some("localhost:4443".into()),
+        ..SessionConfig::default()
+    }
+}
+
+#[test]
+fn over_webtransport_the_connect_carries_the_token_on_every_version() {
+    let tokens = Tokens::new();
+    let good = TokenClaims::default()
+        .with_root("demo")
+        .with_subscribe(["bob"]);
+    let exp = SystemTime::UNIX_EPOCH + Duration::from_secs(START_UNIX + 60);
+    for version in Version::ALL {
+        for claims in [good.clone(), good.clone().with_expires(exp)] {
+            let target = format!("/demo?jwt={}", tokens.sign(claims));
+            let mut pair = Pair::build(
+                version,
+                wt_client(version, &target),
+                tokens.server(&[]),
+                true,
+            );
+            assert!(ready(&pair), "{version}");
+            assert_eq!(pair.server.root(), "demo", "{version}");
+            subscribe(&mut pair, "demo/bob", 1);
+            assert!(server_subscribed(&pair, "demo/bob"), "{version}");
+            subscribe(&mut pair, "demo/carol", 2);
+            assert!(refused(&pair, 2), "{version}");
+            assert!(!server_subscribed(&pair, "demo/carol"), "{version}");
+        }
+    }
+}
+
+#[test]
+fn over_webtransport_a_session_without_a_valid_token_is_answered_403() {
+    let tokens = Tokens::new();
+    let good = TokenClaims::default()
+        .with_root("demo")
+        .with_subscribe([""]);
+    let expired = good
+        .clone()
+        .with_expires(SystemTime::UNIX_EPOCH + Duration::from_secs(START_UNIX - 1));
+    let targets = [
+        "/demo".to_string(),
+        "/demo?jwt=not.a.token".to_string(),
+        format!("/demo?jwt={}", tokens.sign(expired)),
+        format!("/elsewhere?jwt={}", tokens.sign(good)),
+    ];
+    for version in [Version::Lite05, Version::Lite03] {
+        for target in &targets {
+            let mut pair = Pair::build(
+                version,
+                wt_client(version, target),
+                tokens.server(&["anon"]),
+                true,
+            );
+            pair.pump();
+            assert!(!ready(&pair), "{target}");
+            assert_eq!(
+                pair.client.refused_status(),
+                Some(403),
+                "{version} {target}"
+            );
+            assert_eq!(pair.server.auth_refusals(), 1);
+        }
+    }
+}

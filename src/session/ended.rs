@@ -59,6 +59,14 @@ impl Session {
                 self.finish_stream(id);
                 self.events.push(Event::RequestCancelled { stream: id });
             }
+            Kind::Connect { .. } => self.on_connect_ended(),
+            Kind::H3Control { .. } => {
+                let _ = self.conn.close(
+                    true,
+                    crate::webtransport::H3Error::ClosedCriticalStream.code(),
+                    b"control stream closed",
+                );
+            }
             _ => {}
         }
     }

@@ -17,6 +17,7 @@ impl Session {
         if self.phase != Phase::Ready {
             return false;
         }
+        self.drain_webtransport();
         let id = self.open_bidi(Kind::Discard);
         let mut buf = BytesMut::new();
         ControlType::Goaway.encode(&mut buf);

@@ -18,6 +18,7 @@ mod request;
 mod schedule;
 mod send;
 mod serve;
+mod wt;
 pub mod zc;
 
 use std::collections::{HashMap, HashSet};
@@ -39,6 +40,7 @@ use crate::wire::{
     Announce, DataType, ErrorCode, Fetch, Message, Setup, Subscribe, SubscribeResponse, TrackInfo,
     Version,
 };
+use wt::Wt;
 
 /// Announcements are held after a subscription ended cleanly until the peer has closed
 /// that subscription's stream too, so it reads the end of the track before it hears that
@@ -144,6 +146,11 @@ pub struct SessionConfig {
     /// Server only: tokens and public prefixes every session is checked against; `None`
     /// lets every session publish and subscribe anywhere.
     pub auth: Option<Arc<Auth>>,
+    /// The moq-lite versions spoken, newest first: over WebTransport the server chooses
+    /// from the client's offer among these, and a client offers these.
+    pub versions: Vec<Version>,
+    /// Client over WebTransport: the CONNECT's `:authority` (host:port).
+    pub authority: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -154,6 +161,8 @@ impl Default for SessionConfig {
             max_frame_size: 16 << 20,
             max_queued_bytes: 16 << 20,
             auth: None,
+            versions: Version::ALL.to_vec(),
+            authority: None,
         }
     }
 }
@@ -161,8 +170,13 @@ impl Default for SessionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Handshake,
+    /// WebTransport: the CONNECT is not answered yet (server), or its answer not read (client).
+    AwaitConnect,
     AwaitSetup,
     Ready,
+    /// WebTransport: the session is closed and the connection closes when the capsule had
+    /// its chance to leave; nothing more is read.
+    Closing,
     Closed,
 }
 
@@ -248,6 +262,8 @@ pub struct Session {
     expires_at: Option<Instant>,
     /// Rate-limited log of the groups reset for the two reasons above.
     resets: schedule::ResetLog,
+    /// HTTP/3 and WebTransport state; `None` on raw QUIC.
+    wt: Option<Wt>,
 }
 
 impl Session {
@@ -287,6 +303,7 @@ impl Session {
             admitting: None,
             expires_at: None,
             resets: schedule::ResetLog::default(),
+            wt: None,
         }
     }
 
@@ -334,6 +351,9 @@ impl Session {
 
     /// Closes the connection with an application error (logged by the caller).
     pub fn close(&mut self, code: ErrorCode, reason: &str) {
+        if self.close_webtransport(code, reason) {
+            return;
+        }
         let _ = self.conn.close(true, code.code(), reason.as_bytes());
     }
 
@@ -345,12 +365,19 @@ impl Session {
         if self.phase == Phase::Handshake && self.conn.is_established() {
             self.on_established();
         }
-        if matches!(self.phase, Phase::AwaitSetup | Phase::Ready) {
+        if matches!(
+            self.phase,
+            Phase::AwaitConnect | Phase::AwaitSetup | Phase::Ready
+        ) {
             self.read_streams();
         }
         // No datagram tracks yet: drop what arrived so the queue never fills.
-        let mut scratch = [0u8; 0];
-        while !matches!(self.conn.dgram_recv(&mut scratch), Err(quiche::Error::Done)) {}
+        if self.wt.is_some() {
+            self.drop_datagrams();
+        } else {
+            let mut scratch = [0u8; 0];
+            while !matches!(self.conn.dgram_recv(&mut scratch), Err(quiche::Error::Done)) {}
+        }
         if self.conn.is_closed() {
             self.phase = Phase::Closed;
             self.events.push(Event::Closed);
@@ -358,29 +385,18 @@ impl Session {
     }
 
     fn on_established(&mut self) {
+        if self.conn.application_proto() == crate::webtransport::ALPN {
+            self.wt = Some(Wt::new());
+            self.on_h3_established();
+            return;
+        }
         let Some(version) = Version::from_alpn(self.conn.application_proto()) else {
             self.close(ErrorCode::Version, "unsupported ALPN");
             return;
         };
         self.version = Some(version);
         if version.has_setup_stream() {
-            let setup = Setup {
-                path: if self.conn.is_server() {
-                    None
-                } else {
-                    self.config.path.clone().filter(|p| !p.is_empty())
-                },
-                role: None,
-                probe: 0,
-                cost: None,
-                origin: Some(self.config.origin),
-            };
-            let id = self.open_uni();
-            let mut buf = BytesMut::new();
-            DataType::Setup.encode(&mut buf);
-            setup.encode(&mut buf, version);
-            self.write(id, buf.freeze());
-            self.finish_stream(id);
+            self.send_setup(version);
         }
         if self.conn.is_server() && version.has_setup_stream() {
             self.phase = Phase::AwaitSetup;
@@ -395,6 +411,28 @@ impl Session {
             }
             self.become_ready();
         }
+    }
+
+    /// Opens our lite-05 SETUP stream. A client names its path there on raw QUIC only
+    /// (over WebTransport the CONNECT carried it).
+    fn send_setup(&mut self, version: Version) {
+        let setup = Setup {
+            path: if self.conn.is_server() || self.wt.is_some() {
+                None
+            } else {
+                self.config.path.clone().filter(|p| !p.is_empty())
+            },
+            role: None,
+            probe: 0,
+            cost: None,
+            origin: Some(self.config.origin),
+        };
+        let id = self.open_uni();
+        let mut buf = BytesMut::new();
+        DataType::Setup.encode(&mut buf);
+        setup.encode(&mut buf, version);
+        self.write(id, buf.freeze());
+        self.finish_stream(id);
     }
 
     /// Server: decides whether the peer, at `self.root` with `jwt` or without, may have a
@@ -441,7 +479,12 @@ impl Session {
         self.grant.as_ref().is_none_or(|g| g.may_get(path))
     }
 
+    /// The session is admitted (server) or set up (client). Over WebTransport a server
+    /// answers the CONNECT now and, on lite-05, still waits for the peer's SETUP.
     fn become_ready(&mut self) {
+        if self.accept_webtransport() {
+            return;
+        }
         self.phase = Phase::Ready;
         self.events.push(Event::Ready);
     }
@@ -518,6 +561,7 @@ impl Session {
             self.lagged_groups += self.shed_oldest_groups() as u64;
         }
         self.report_resets(now);
+        self.flush_webtransport(now);
         self.flushed_at = Some(now);
     }
 
@@ -533,6 +577,7 @@ impl Session {
 
     /// The peer sent STOP_SENDING on a stream we write.
     fn on_stopped(&mut self, id: u64, code: u64) {
+        // Echoed as received: it is already in this transport's code space.
         tracing::debug!(stream = id, code, "peer stopped stream");
         let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
     }
@@ -587,11 +632,7 @@ impl Session {
         if self.version.is_some_and(|v| v.has_track_stream()) {
             return true;
         }
-        let rtt = self
-            .conn
-            .path_stats()
-            .next()
-            .map_or(Duration::ZERO, |p| p.rtt);
+        let rtt = self.rtt();
         let Some(served) = self.served.get_mut(&stream) else {
             return true;
         };
@@ -600,6 +641,14 @@ impl Session {
         }
         let at = *served.fin_at.get_or_insert(now + FIN_GRACE.max(rtt * 2));
         at <= now
+    }
+
+    /// The connection's smoothed round-trip time (zero before the first sample).
+    fn rtt(&self) -> Duration {
+        self.conn
+            .path_stats()
+            .next()
+            .map_or(Duration::ZERO, |p| p.rtt)
     }
 
     /// When the session next needs [`Self::flush`] even if nothing arrives: QUIC timers,
@@ -624,6 +673,7 @@ impl Session {
             self.next_latency_deadline(),
             self.expires_at,
             events,
+            self.webtransport_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -635,6 +685,9 @@ impl Session {
         let id = self.next_bidi;
         self.next_bidi += 4;
         self.recv.insert(id, InStream::new(kind));
+        if let Some(prefix) = self.stream_prefix(true) {
+            self.write(id, prefix);
+        }
         id
     }
 
@@ -642,6 +695,9 @@ impl Session {
         let id = self.next_uni;
         self.next_uni += 4;
         self.send.insert(id, OutStream::new(Class::Control, false));
+        if let Some(prefix) = self.stream_prefix(false) {
+            self.write(id, prefix);
+        }
         id
     }
 
@@ -677,11 +733,13 @@ impl Session {
         self.mark_dirty(id);
     }
 
-    /// Resets our write side and stops reading a stream; drops its queues.
+    /// Resets our write side and stops reading a stream; drops its queues. `code` is a
+    /// moq-lite code (mapped for WebTransport here).
     fn reset_stream(&mut self, id: u64, code: u64) {
         if let Some(out) = self.send.remove(&id) {
             self.queued -= out.queued();
         }
+        let code = self.wire_code(code);
         let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
         if wire_is_bidi(id) || !self.is_local(id) {
             let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Read, code);

@@ -55,6 +55,18 @@ pub(super) enum Kind {
     TrackReplies {
         token: usize,
     },
+    /// WebTransport: a peer uni stream, its HTTP/3 stream type not read yet.
+    H3Uni,
+    /// WebTransport: a peer bidi stream, its first varint not read yet.
+    H3Bidi,
+    /// The peer's HTTP/3 control stream (`settings`: its SETTINGS arrived).
+    H3Control {
+        settings: bool,
+    },
+    /// The CONNECT stream: its request (server) or answer (client) `headers`, then capsules.
+    Connect {
+        headers: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -75,7 +87,7 @@ impl InStream {
         }
     }
 
-    fn data(&self) -> &[u8] {
+    pub(super) fn data(&self) -> &[u8] {
         &self.buf[..self.filled]
     }
 
@@ -84,7 +96,7 @@ impl InStream {
         self.filled
     }
 
-    fn consume(&mut self, n: usize) {
+    pub(super) fn consume(&mut self, n: usize) {
         self.buf.advance(n);
         self.filled -= n;
     }
@@ -138,13 +150,15 @@ impl InStream {
 }
 
 /// Why a stream's parse stopped.
-enum Failure {
+pub(super) enum Failure {
     /// Close the whole connection.
     Connection(ErrorCode, &'static str),
     /// Reset / stop just this stream.
     Stream(ErrorCode),
     /// Refuse this request (already logged): reset with `Unauthorized`.
     Unauthorized,
+    /// The HTTP/3 layer under WebTransport failed: close the connection with this code.
+    H3(crate::webtransport::H3Error, &'static str),
 }
 
 impl From<DecodeError> for Failure {
@@ -184,23 +198,51 @@ impl Session {
             if was_ready || self.phase != Phase::Ready {
                 break;
             }
+            // Over WebTransport their bytes may sit in our buffers already.
+            self.reparse_buffered();
         }
     }
 
+    /// Parses again the buffered bytes of streams that waited for the session to be ready.
+    fn reparse_buffered(&mut self) {
+        let mut waiting = std::mem::take(&mut self.readable);
+        waiting.clear();
+        waiting.extend(
+            self.recv
+                .iter()
+                .filter(|(_, s)| s.pending() > 0 && matches!(s.kind, Kind::Bidi | Kind::H3Uni))
+                .map(|(id, _)| *id),
+        );
+        waiting.sort_unstable_by_key(|id| (super::wire_is_bidi(*id), *id));
+        for &id in &waiting {
+            self.read_stream(id);
+            if self.conn.is_closed() {
+                break;
+            }
+        }
+        self.readable = waiting;
+    }
+
     fn read_stream(&mut self, id: u64) {
-        let Some(version) = self.version else { return };
+        let version = match self.version {
+            Some(v) => v,
+            // Before the CONNECT chose a version only HTTP/3 streams are parsed, and they
+            // do not depend on it.
+            None if self.wt.is_some() => Version::Lite05,
+            None => return,
+        };
         if !self.recv.contains_key(&id) {
             if self.is_local(id) {
                 // A stream we no longer track (e.g. cancelled): drain and forget.
-                let _ =
-                    self.conn
-                        .stream_shutdown(id, quiche::Shutdown::Read, ErrorCode::Cancel.code());
+                let code = self.wire_code(ErrorCode::Cancel.code());
+                let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
                 return;
             }
-            let kind = if super::wire_is_bidi(id) {
-                Kind::Bidi
-            } else {
-                Kind::Uni
+            let kind = match (super::wire_is_bidi(id), self.wt.is_some()) {
+                (true, false) => Kind::Bidi,
+                (false, false) => Kind::Uni,
+                (true, true) => Kind::H3Bidi,
+                (false, true) => Kind::H3Uni,
             };
             // Until the peer's SETUP arrives (lite-05 server) only uni streams are read.
             if self.phase != Phase::Ready && kind == Kind::Bidi {
@@ -213,7 +255,8 @@ impl Session {
         }
         let mut reset = None;
         let mut stream = self.recv.remove(&id).expect("inserted above");
-        loop {
+        // A stream kept after its FIN (waiting for the session) has nothing more in quiche.
+        while !stream.fin {
             stream.reserve();
             let filled = stream.filled;
             match self.conn.stream_recv(id, &mut stream.buf[filled..]) {
@@ -223,7 +266,7 @@ impl Session {
                 }
                 Err(quiche::Error::Done) => break,
                 Err(quiche::Error::StreamReset(code)) => {
-                    reset = Some(code);
+                    reset = Some(self.app_code(code));
                     break;
                 }
                 Err(_) => {
@@ -235,15 +278,16 @@ impl Session {
                 self.fail(id, stream, failure);
                 return;
             }
-            if stream.fin {
-                break;
-            }
         }
         if let Err(failure) = self.parse(id, &mut stream, version) {
             self.fail(id, stream, failure);
             return;
         }
-        if stream.fin || reset.is_some() {
+        // A WebTransport stream read before its session was ready waits with its bytes.
+        let waiting = stream.pending() > 0
+            && (stream.kind == Kind::H3Uni
+                || (stream.kind == Kind::Bidi && self.phase != Phase::Ready));
+        if reset.is_some() || (stream.fin && !waiting) {
             self.on_stream_end(id, stream, reset);
         } else {
             stream.shrink_if_empty();
@@ -280,6 +324,10 @@ impl Session {
                 self.auth_refusals += 1;
                 self.reset_stream(id, ErrorCode::Unauthorized.code());
             }
+            Failure::H3(code, reason) => {
+                tracing::warn!(stream = id, kind = ?stream.kind, ?code, reason, "HTTP/3 error, closing connection");
+                let _ = self.conn.close(true, code.code(), reason.as_bytes());
+            }
         }
     }
 
@@ -287,6 +335,13 @@ impl Session {
     fn parse(&mut self, id: u64, s: &mut InStream, v: Version) -> Result<(), Failure> {
         loop {
             let progressed = match s.kind.clone() {
+                // A lite-05 request waits for the peer's SETUP (WebTransport streams get
+                // here with their bytes read; see `reparse_buffered`).
+                Kind::Bidi if self.phase != Phase::Ready => false,
+                Kind::H3Uni => self.parse_h3_uni(id, s)?,
+                Kind::H3Bidi => self.parse_h3_bidi(id, s)?,
+                Kind::H3Control { settings } => self.parse_h3_control(s, settings)?,
+                Kind::Connect { headers } => self.parse_connect(id, s, headers)?,
                 Kind::Bidi => match s.take_with(ControlType::decode)? {
                     None => false,
                     Some(t) => {
@@ -437,11 +492,8 @@ impl Session {
                     Some(head) => match self.upstream.get(&head.subscribe) {
                         None => {
                             // A group for a subscription we ended or never made.
-                            let _ = self.conn.stream_shutdown(
-                                id,
-                                quiche::Shutdown::Read,
-                                ErrorCode::Cancel.code(),
-                            );
+                            let code = self.wire_code(ErrorCode::Cancel.code());
+                            let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
                             s.kind = Kind::Discard;
                             true
                         }
@@ -589,8 +641,10 @@ impl Session {
         if s.filled < header_len + size {
             return Ok(false);
         }
+        // The timestamp comes first; its length is what its first byte says, however
+        // wide the peer chose to write either varint.
         let ts_len = if v.has_track_stream() {
-            header_len - crate::wire::varint::size(header.size)
+            crate::wire::varint::encoded_len(s.data()[0])
         } else {
             0
         };
@@ -612,6 +666,16 @@ impl Session {
     }
 
     fn on_setup(&mut self, setup: Setup) {
+        if self.wt.is_some() {
+            // Over WebTransport the CONNECT carried the path and admitted the session.
+            if self.conn.is_server() && self.phase == Phase::AwaitSetup {
+                if !setup.path().is_empty() {
+                    tracing::debug!("SETUP path ignored over WebTransport");
+                }
+                self.become_ready();
+            }
+            return;
+        }
         if self.conn.is_server() && self.phase == Phase::AwaitSetup && self.admitting.is_none() {
             // The path travels with its query (`?jwt=...`); the root is the path alone.
             let (target, jwt) = crate::auth::split_target(setup.path());

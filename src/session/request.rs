@@ -68,9 +68,10 @@ impl Session {
     pub fn unsubscribe(&mut self, stream: u64) {
         self.upstream.retain(|_, up| up.stream != stream);
         self.recv.remove(&stream);
+        let code = self.wire_code(ErrorCode::Cancel.code());
         let _ = self
             .conn
-            .stream_shutdown(stream, quiche::Shutdown::Read, ErrorCode::Cancel.code());
+            .stream_shutdown(stream, quiche::Shutdown::Read, code);
         self.finish_stream(stream);
     }
 

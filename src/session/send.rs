@@ -162,6 +162,12 @@ impl OutStream {
         self.urgency
     }
 
+    /// The chunk that goes out next.
+    #[cfg(test)]
+    pub fn front(&self) -> Option<&Bytes> {
+        self.chunks.front()
+    }
+
     fn mark_opened(&mut self, conn: &mut Conn, id: u64) {
         if !self.opened {
             self.opened = true;

@@ -163,6 +163,10 @@ impl Session {
         }
         .encode(&mut buf, version);
         let mut out = OutStream::for_group(sequence);
+        if let Some(prefix) = self.stream_prefix(false) {
+            self.queued += prefix.len();
+            out.push(prefix);
+        }
         self.queued += buf.len();
         out.push(buf.freeze());
         self.send.insert(id, out);
@@ -203,6 +207,7 @@ impl Session {
                 let _ = out.flush(&mut self.conn, group);
             }
         }
+        let code = self.wire_code(code);
         let _ = self
             .conn
             .stream_shutdown(group, quiche::Shutdown::Write, code);

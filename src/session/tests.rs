@@ -39,6 +39,16 @@ impl Pair {
         client_session: SessionConfig,
         server_session: SessionConfig,
     ) -> Self {
+        Self::build(version, client_session, server_session, false)
+    }
+
+    /// A pair over raw QUIC, or over WebTransport (the client offers only HTTP/3).
+    fn build(
+        version: Version,
+        client_session: SessionConfig,
+        server_session: SessionConfig,
+        webtransport: bool,
+    ) -> Self {
         let identity = crate::tls::self_signed().expect("certificate");
         let mut server_config = quic::server_config(
             &identity.cert.to_string_lossy(),
@@ -47,7 +57,7 @@ impl Pair {
             30_000,
         )
         .unwrap();
-        let mut client_config = quic::client_config(&[version], false).unwrap();
+        let mut client_config = quic::client_config(&[version], false, webtransport).unwrap();
         let (client_addr, server_addr): (SocketAddr, SocketAddr) =
             (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
         let cid = quiche::ConnectionId::from_ref(&[1; quiche::MAX_CONN_ID_LEN]);
@@ -384,3 +394,6 @@ fn a_broadcast_ends_for_a_subscriber_only_after_its_track_ended_and_a_grace() {
 
 #[path = "auth_tests.rs"]
 mod auth;
+
+#[path = "wt_tests.rs"]
+mod wt;

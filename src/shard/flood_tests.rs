@@ -53,7 +53,7 @@ fn relay(retry: RetryMode, max_pending: usize, per_address: usize) -> Relay {
 /// A client at `from` that has sent nothing yet.
 fn client(from: &str, n: u8) -> (SocketAddr, quiche::Connection) {
     let from: SocketAddr = from.parse().unwrap();
-    let mut config = quic::client_config(&[Version::Lite05], false).unwrap();
+    let mut config = quic::client_config(&[Version::Lite05], false, false).unwrap();
     let scid = [n; 16];
     let scid = quiche::ConnectionId::from_ref(&scid);
     let conn = quiche::connect(

@@ -123,7 +123,9 @@ impl Table {
         let (mut pending, mut queued, mut lagged, mut late, mut auth) =
             (0, 0, c.removed_lagged, c.removed_late, c.removed_auth);
         let mut versions = [0u64; 3];
+        let mut webtransport = 0;
         for (_, session) in &self.sessions {
+            webtransport += u64::from(session.is_webtransport() && session.version().is_some());
             queued += session.queued_bytes() as u64;
             lagged += session.lagged_groups();
             late += session.late_groups();
@@ -139,6 +141,7 @@ impl Table {
         t.set(Slot::SessionsLite05, versions[0]);
         t.set(Slot::SessionsLite04, versions[1]);
         t.set(Slot::SessionsLite03, versions[2]);
+        t.set(Slot::SessionsWebTransport, webtransport);
         t.set(Slot::QueuedBytes, queued);
         t.set(Slot::ResetLagged, c.resets[0] + lagged);
         t.set(Slot::ResetOld, c.resets[1] + late);

@@ -43,11 +43,19 @@ pub fn encode<B: BufMut>(v: u64, buf: &mut B) {
     }
 }
 
+/// Bytes the varint whose first byte is `first` takes on the wire: its two high bits say,
+/// whatever the value (a peer may write a small value in 2, 4 or 8 bytes, so this can be
+/// more than [`size`] of the value).
+pub fn encoded_len(first: u8) -> usize {
+    1 << (first >> 6)
+}
+
 /// Reads one varint (any encoding length, as QUIC allows).
 pub fn decode(buf: &mut &[u8]) -> Result<u64, DecodeError> {
     let first = *buf.first().ok_or(DecodeError::Short)?;
-    let len = 1usize << (first >> 6);
-    let (bytes, rest) = buf.split_at_checked(len).ok_or(DecodeError::Short)?;
+    let (bytes, rest) = buf
+        .split_at_checked(encoded_len(first))
+        .ok_or(DecodeError::Short)?;
     let v = bytes
         .iter()
         .skip(1)
@@ -209,6 +217,25 @@ mod tests {
         // Non-minimal encodings are legal.
         assert_eq!(decode(&mut &[0x40, 0x25][..]), Ok(37));
         assert_eq!(size(MAX), 8);
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_as_written() {
+        for (bytes, v) in [
+            (&[0x25][..], 37u64),
+            (&[0x7b, 0xbd], 15_293),
+            (&[0x9d, 0x7f, 0x3e, 0x7d], 494_878_333),
+            (&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c], 151_288_809_941_952_652),
+        ] {
+            assert_eq!(encoded_len(bytes[0]), bytes.len());
+            assert_eq!(encoded_len(bytes[0]), size(v));
+        }
+        // Found by fuzzing: a frame size of 300 written in 4 bytes is 4 bytes long, not
+        // size(300) = 2; the session took the difference for part of the timestamp.
+        let wide = [0x80, 0x00, 0x01, 0x2c];
+        assert_eq!(decode(&mut &wide[..]), Ok(300));
+        assert_eq!(encoded_len(wide[0]), 4);
+        assert_eq!(size(300), 2);
     }
 
     #[test]
