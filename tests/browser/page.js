@@ -68,8 +68,9 @@ async function connect(task) {
 }
 
 // Publishes `task.groups` (frame sizes per group, bytes from the seed) once a subscriber
-// holds the track, ends the track, then keeps the session open until `release` settles.
-async function publish(conn, task, release, report) {
+// holds the track, then ends the track: at once when `task.end_at_once`, otherwise when
+// `ending` settles; keeps the session open until `release` settles.
+async function publish(conn, task, ending, release, report) {
 	const broadcast = new Moq.Broadcast.Producer();
 	const track = broadcast.createTrack(task.track, { latencyMax: task.timeout_ms });
 	conn.publish(Moq.Path.from(task.broadcast), broadcast);
@@ -85,8 +86,9 @@ async function publish(conn, task, release, report) {
 		});
 		group.close();
 	});
-	track.close();
 	report.published_groups = task.groups.length;
+	if (!task.end_at_once) await ending;
+	track.close();
 	await release;
 	broadcast.close();
 }
@@ -110,7 +112,7 @@ async function subscribe(conn, task, report) {
 	report.end = "closed";
 	await within(task.timeout_ms, "the track's groups", (async () => {
 		for (;;) {
-			if (task.expect_groups !== undefined && report.groups.length >= task.expect_groups) {
+			if (task.expect_groups != null && report.groups.length >= task.expect_groups) {
 				report.end = "count";
 				return;
 			}
@@ -130,12 +132,22 @@ async function subscribe(conn, task, report) {
 }
 
 // One task: { role: "publish" | "subscribe", url, fingerprint?, protocols?, broadcast, track,
-// seed, groups, expect_groups?, timeout_ms }. Publishers wait for `window.moqRelease()`.
-let releaseAll;
-const released = new Promise((resolve) => {
-	releaseAll = resolve;
-});
-window.moqRelease = () => releaseAll();
+// seed, groups, end_at_once?, expect_groups?, timeout_ms }. Publishers end their tracks on
+// `window.moqEndTracks()` (unless `end_at_once`) and their sessions on `window.moqRelease()`.
+function signal() {
+	let fire;
+	const fired = new Promise((resolve) => {
+		fire = resolve;
+	});
+	return { fired, fire };
+}
+const ending = signal();
+const released = signal();
+window.moqEndTracks = () => ending.fire();
+window.moqRelease = () => {
+	ending.fire();
+	released.fire();
+};
 
 window.moqTask = async (task) => {
 	const report = { role: task.role };
@@ -145,7 +157,7 @@ window.moqTask = async (task) => {
 		conn = await connect(task);
 		report.version = conn.version;
 		report.connect_ms = Math.round(performance.now() - started);
-		if (task.role === "publish") await publish(conn, task, released, report);
+		if (task.role === "publish") await publish(conn, task, ending.fired, released.fired, report);
 		else if (task.role === "subscribe") await subscribe(conn, task, report);
 		else throw new Error(`unknown role ${task.role}`);
 	} catch (err) {

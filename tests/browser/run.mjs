@@ -4,9 +4,10 @@
 // page, and prints one JSON line: { chromium, moq_net, bundle_ms, pages: [report, ...] } (or { error }).
 // It judges nothing; the Rust test compares the reports with what it expects.
 //
-// Usage: node run.mjs '<job JSON>'   job = { tasks: [task, ...], timeout_ms }
-// Publishing pages hold their sessions open until every subscribing page of the job is done
-// and stdin reaches EOF, so a subscriber outside the browser can finish reading first.
+// Usage: node run.mjs '<job JSON>'   job = { tasks: [task, ...], launch_timeout_ms }
+// Publishing pages end their tracks (those not ending at once) on a line "end" on stdin, or
+// at EOF; they hold their sessions open until every subscribing page of the job is done and
+// stdin reaches EOF, so a subscriber outside the browser can finish reading first.
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,11 +37,19 @@ async function bundle() {
 	return result.outputFiles[0].text;
 }
 
-function stdinClosed() {
+// Calls `onEnd` at each line "end" on stdin; resolves at EOF.
+function watchStdin(onEnd) {
 	return new Promise((resolve) => {
+		let pending = "";
+		process.stdin.setEncoding("utf8");
+		process.stdin.on("data", (chunk) => {
+			pending += chunk;
+			const lines = pending.split("\n");
+			pending = lines.pop();
+			if (lines.some((line) => line.trim() === "end")) onEnd();
+		});
 		process.stdin.on("end", resolve);
 		process.stdin.on("error", resolve);
-		process.stdin.resume();
 	});
 }
 
@@ -65,17 +74,25 @@ async function main() {
 	} catch (err) {
 		fail(`the job must be JSON on argv[2]: ${err}`);
 	}
-	const stdinDone = stdinClosed();
+	let pages = [];
+	const endTracks = () => Promise.all(pages.map((page) => page.evaluate(() => window.moqEndTracks()).catch(() => {})));
+	let endRequested = false;
+	const stdinDone = watchStdin(() => {
+		endRequested = true;
+		endTracks();
+	});
 	const bundleStart = performance.now();
 	const script = await bundle();
 	const bundleMs = Math.round(performance.now() - bundleStart);
 	const browser = await chromium.launch({
 		executablePath: CHROMIUM,
 		args: ["--no-sandbox", "--disable-features=LocalNetworkAccessChecks,LocalNetworkAccessChecksWebTransport"],
-		timeout: job.timeout_ms,
+		timeout: job.launch_timeout_ms,
 	});
 	try {
-		const pages = await Promise.all(job.tasks.map((task, i) => openPage(browser, script, `${task.role} ${i}`)));
+		pages = await Promise.all(job.tasks.map((task, i) => openPage(browser, script, `${task.role} ${i}`)));
+		// An "end" read while the pages were loading.
+		if (endRequested) endTracks();
 		const runs = job.tasks.map((task, i) => pages[i].evaluate((t) => window.moqTask(t), task));
 		const subscribers = runs.filter((_, i) => job.tasks[i].role !== "publish");
 		// Publishers let go once the subscribers here and the caller (stdin EOF) are done.
