@@ -334,7 +334,13 @@ fn browser_payload(rng: &mut Rng) -> (u64, Payload) {
 /// The page connected with `version` and reported no error.
 fn check_page(page: &PageReport, version: &str, what: &str) -> Result<()> {
     if let Some(error) = &page.error {
-        bail!("{what} ({}): {error}", page.role);
+        let groups: Vec<(u64, usize)> = (page.groups.iter().flatten())
+            .map(|g| (g.sequence, g.frames.len()))
+            .collect();
+        bail!(
+            "{what} ({}): {error}\n(groups read, with their frame counts: {groups:?})",
+            page.role
+        );
     }
     ensure!(
         page.version.as_deref() == Some(version),
