@@ -29,7 +29,13 @@ impl Session {
                 error: reset,
             }),
             Kind::SubscribeReplies { token } => {
-                self.upstream.retain(|_, up| up.stream != id);
+                // A clean end keeps the subscription's id known: its group streams may
+                // still arrive after the FIN (a browser publisher FINs right after its
+                // SUBSCRIBE_END, before its group streams got out), and the owner waits
+                // for them; it forgets the id with `unsubscribe` once the track ended.
+                if reset.is_some() {
+                    self.upstream.retain(|_, up| up.stream != id);
+                }
                 self.events.push(Event::SubscriptionClosed {
                     token,
                     error: reset,

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::schedule::group_urgency;
 use super::zc::BytesFactory;
 use super::{Event, Frame, Session, SessionConfig};
 use crate::net::quic;
-use crate::wire::{ErrorCode, Subscribe, Version};
+use crate::wire::{DataType, ErrorCode, FrameHeader, GroupHeader, Message, Subscribe, Version};
 
 struct Pair {
     client: Session,
@@ -390,6 +390,92 @@ fn a_broadcast_ends_for_a_subscriber_only_after_its_track_ended_and_a_grace() {
         ended(&pair.client_events),
         "the end of the broadcast arrives after the grace"
     );
+}
+
+#[test]
+fn a_group_arriving_after_the_clean_end_of_its_subscription_is_still_read() {
+    let mut pair = Pair::new(Version::Lite05);
+    let request = Subscribe {
+        id: 0,
+        broadcast: "anon/x".into(),
+        track: "t".into(),
+        priority: 0,
+        ordered: false,
+        max_latency: Duration::ZERO,
+        start_group: None,
+        end_group: None,
+    };
+    let ours = pair.client.subscribe(&request, 7).unwrap();
+    pair.pump();
+    let (served, id) = pair
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::Subscribe { stream, request } => Some((*stream, request.id)),
+            _ => None,
+        })
+        .expect("the server saw the subscription");
+    // The publisher says the track is group 0 alone and FINs, before group 0's stream is
+    // out (as @moq/net does).
+    pair.server.subscribe_start(served, 0);
+    pair.server.subscribe_end(served, 1);
+    pair.server.end_subscription(served, None);
+    pair.pump();
+    assert!(pair.client_events.contains(&Event::SubscriptionClosed {
+        token: 7,
+        error: None
+    }));
+    let late_group = |pair: &mut Pair, sequence: u64| {
+        let stream = pair.server.next_uni;
+        pair.server.next_uni += 4;
+        let mut buf = BytesMut::new();
+        DataType::Group.encode(&mut buf);
+        GroupHeader {
+            subscribe: id,
+            sequence,
+        }
+        .encode(&mut buf, Version::Lite05);
+        FrameHeader {
+            timestamp: 0,
+            size: 4,
+        }
+        .encode(&mut buf, Version::Lite05, 0);
+        buf.extend_from_slice(b"late");
+        pair.server
+            .conn_mut()
+            .stream_send(stream, &buf, true)
+            .unwrap();
+        pair.pump();
+    };
+    late_group(&mut pair, 0);
+    let frames: Vec<(u64, Bytes)> = pair
+        .client_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Frame {
+                token: 7,
+                sequence,
+                frame,
+            } => Some((*sequence, frame.payload().clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, vec![(0, Bytes::from_static(b"late"))]);
+    assert!(pair.client_events.contains(&Event::GroupEnd {
+        token: 7,
+        sequence: 0,
+        error: None
+    }));
+    // Once the owner lets the subscription go, its groups are refused.
+    pair.client.unsubscribe(ours);
+    pair.pump();
+    late_group(&mut pair, 1);
+    let later = pair
+        .client_events
+        .iter()
+        .filter(|e| matches!(e, Event::Group { sequence: 1, .. }))
+        .count();
+    assert_eq!(later, 0, "{:?}", pair.client_events);
 }
 
 #[path = "auth_tests.rs"]
