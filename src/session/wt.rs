@@ -77,6 +77,14 @@ impl Wt {
     }
 }
 
+/// A peer HTTP/3 stream's type, the bytes it took, and our WebTransport session's state.
+struct StreamHead<T> {
+    kind: T,
+    used: usize,
+    session: Option<u64>,
+    accepted: bool,
+}
+
 impl Session {
     /// Whether this session runs over WebTransport.
     pub fn is_webtransport(&self) -> bool {
@@ -240,20 +248,43 @@ impl Session {
         self.write(id, capsule::drain_frame());
     }
 
-    /// The type of a peer uni stream: control, QPACK, or a WebTransport stream of ours.
-    pub(super) fn parse_h3_uni(&mut self, id: u64, s: &mut InStream) -> Result<bool, Failure> {
+    /// A peer stream's type read with `decode`, the bytes it took, our session's stream
+    /// id and whether it was accepted; `None` until the type is whole.
+    fn h3_stream_type<T>(
+        &self,
+        s: &InStream,
+        decode: fn(&mut &[u8]) -> Result<T, wt::Error>,
+    ) -> Result<Option<StreamHead<T>>, Failure> {
         let mut slice = s.data();
         let before = slice.len();
-        let kind = match stream::decode_uni(&mut slice) {
-            Err(wt::Error::Short) => return Ok(false),
+        let kind = match decode(&mut slice) {
+            Err(wt::Error::Short) => return Ok(None),
             Err(wt::Error::H3 { code, reason }) => return Err(Failure::H3(code, reason)),
             Ok(kind) => kind,
         };
-        let used = before - slice.len();
         let (session, accepted) = self
             .wt
             .as_ref()
             .map_or((None, false), |wt| (wt.session, wt.accepted));
+        Ok(Some(StreamHead {
+            kind,
+            used: before - slice.len(),
+            session,
+            accepted,
+        }))
+    }
+
+    /// The type of a peer uni stream: control, QPACK, or a WebTransport stream of ours.
+    pub(super) fn parse_h3_uni(&mut self, id: u64, s: &mut InStream) -> Result<bool, Failure> {
+        let Some(StreamHead {
+            kind,
+            used,
+            session,
+            accepted,
+        }) = self.h3_stream_type(s, stream::decode_uni)?
+        else {
+            return Ok(false);
+        };
         s.kind = match kind {
             stream::UniStream::Control => {
                 let seen = self.wt.as_mut().map(|wt| &mut wt.peer_control);
@@ -300,18 +331,15 @@ impl Session {
 
     /// A peer bidi stream: a WebTransport stream of our session or an HTTP/3 request.
     pub(super) fn parse_h3_bidi(&mut self, id: u64, s: &mut InStream) -> Result<bool, Failure> {
-        let mut slice = s.data();
-        let before = slice.len();
-        let kind = match stream::decode_bidi(&mut slice) {
-            Err(wt::Error::Short) => return Ok(false),
-            Err(wt::Error::H3 { code, reason }) => return Err(Failure::H3(code, reason)),
-            Ok(kind) => kind,
+        let Some(StreamHead {
+            kind,
+            used,
+            session,
+            accepted,
+        }) = self.h3_stream_type(s, stream::decode_bidi)?
+        else {
+            return Ok(false);
         };
-        let used = before - slice.len();
-        let (session, accepted) = self
-            .wt
-            .as_ref()
-            .map_or((None, false), |wt| (wt.session, wt.accepted));
         s.kind = match kind {
             stream::BidiStream::WebTransport { session: sid }
                 if Some(sid) == session && accepted =>
