@@ -98,8 +98,10 @@ async fn webtransport_sessions_are_counted_and_a_refusal_names_its_status() -> R
     // A client offering only a version the relay does not speak is answered 400.
     let mut refused = MoqringSub::spawn(&https(&relay, "anon"), "x", "t", Some("moq-lite-03"))?;
     let status = refused.proc.wait_for(Duration::from_secs(20)).await?;
+    // Its stderr is read by a task of its own: wait for the line rather than read the
+    // tail the moment the process exits.
+    let line = refused.proc.wait_log("HTTP status", 1).await?;
+    assert!(line.contains("HTTP status 400"), "{line}");
     assert_eq!(status.code(), Some(1), "{}", refused.proc.log_tail());
-    let log = refused.proc.log_tail();
-    assert!(log.contains("HTTP status 400"), "{log}");
     Ok(())
 }
