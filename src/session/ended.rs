@@ -50,7 +50,7 @@ impl Session {
             }
             Kind::ServeSubscribe { requested: true } => {
                 if let Some(served) = self.served.remove(&id) {
-                    for g in served.groups {
+                    for (_, g) in served.groups {
                         self.reset_group(g, ErrorCode::Cancel.code());
                     }
                 }

@@ -186,8 +186,9 @@ struct Served {
     id: u64,
     /// Its priority, order and latency budget.
     delivery: Delivery,
-    /// Group streams opened for it that may still be in flight, oldest first.
-    groups: SmallVec<[u64; 4]>,
+    /// Group streams opened for it that may still be in flight, as (sequence, stream id),
+    /// in sequence order: a newer group opened before older late ones still ranks newest.
+    groups: SmallVec<[(u64, u64); 4]>,
     /// `Some` once the owner ended it: FIN (`None`) or reset code, after the groups complete.
     ending: Option<Option<u64>>,
     /// When the groups completed, the FIN waits until this time (lite-03/04, see
@@ -640,7 +641,7 @@ impl Session {
                     let send = &self.send;
                     served
                         .groups
-                        .retain(|g| send.contains_key(g) || conn.stream_capacity(*g).is_ok());
+                        .retain(|(_, g)| send.contains_key(g) || conn.stream_capacity(*g).is_ok());
                     served.groups.is_empty()
                 }
             };

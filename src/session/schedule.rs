@@ -79,10 +79,10 @@ impl Session {
         let (send, conn) = (&mut self.send, &mut self.conn);
         served
             .groups
-            .retain(|g| send.contains_key(g) || conn.stream_capacity(*g).is_ok());
+            .retain(|(_, g)| send.contains_key(g) || conn.stream_capacity(*g).is_ok());
         let count = served.groups.len();
         let delivery = served.delivery;
-        for (i, &group) in served.groups.iter().enumerate() {
+        for (i, &(_, group)) in served.groups.iter().enumerate() {
             let rank = if delivery.ordered { 0 } else { count - 1 - i };
             let urgency = group_urgency(delivery.priority, rank);
             match send.get_mut(&group) {
@@ -138,7 +138,7 @@ impl Session {
         let mut queued: Vec<u64> = self
             .served
             .values()
-            .flat_map(|s| s.groups.iter().copied())
+            .flat_map(|s| s.groups.iter().map(|(_, g)| *g))
             .filter(|g| send.get(g).is_some_and(|out| out.queued() > 0))
             .collect();
         // Stream ids grow with each group opened: the lowest is the oldest.

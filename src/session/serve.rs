@@ -154,7 +154,8 @@ impl Session {
         }
         let id = self.next_uni;
         self.next_uni += 4;
-        served.groups.push(id);
+        let at = served.groups.partition_point(|(s, _)| *s <= sequence);
+        served.groups.insert(at, (sequence, id));
         let mut buf = BytesMut::with_capacity(24);
         DataType::Group.encode(&mut buf);
         GroupHeader {
@@ -210,7 +211,7 @@ impl Session {
         // Out of its subscription's ranking too: a re-rank must not lower the urgency
         // the reset gave it (see `shutdown_write`).
         for served in self.served.values_mut() {
-            served.groups.retain(|g| *g != group);
+            served.groups.retain(|(_, g)| *g != group);
         }
         let code = self.wire_code(code);
         self.shutdown_write(group, code);

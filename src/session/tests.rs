@@ -584,3 +584,22 @@ fn seen_groups_tell_duplicates_within_128_of_the_newest() {
     assert!(seen.insert(299));
     assert!(!seen.insert(299));
 }
+
+#[test]
+fn a_newer_group_opened_before_an_older_late_one_still_ranks_first() {
+    // Groups may reach the relay out of order (a publisher's newer group complete before
+    // its older ones): rank is by sequence, not by when the stream opened.
+    let mut pair = Pair::new(Version::Lite05);
+    let stream = pair.subscribe(0, false, Duration::from_secs(1));
+    let newer = pair.server.open_group(stream, 5).unwrap();
+    let older = pair.server.open_group(stream, 2).unwrap();
+    let middle = pair.server.open_group(stream, 3).unwrap();
+    assert_eq!(
+        pair.urgencies(&[newer, middle, older]),
+        [
+            group_urgency(0, 0),
+            group_urgency(0, 1),
+            group_urgency(0, 2)
+        ]
+    );
+}
