@@ -802,7 +802,9 @@ impl Session {
     /// stopped, quiche PR 855). A peer that reads that FIN before the RESET_STREAM sees the
     /// stream end early: a group cut short. Raised to the first urgency, the stream's FIN
     /// leaves in the next packet, behind the RESET_STREAM frames quiche writes first, and
-    /// is retransmitted with them; a peer gets the reset first.
+    /// is retransmitted with them, so a peer gets the reset first. (quiche puts one STREAM
+    /// frame in a packet: of several streams reset at once, the others' FINs follow in
+    /// later packets, which can still arrive without the first.)
     pub(super) fn shutdown_write(&mut self, id: u64, code: u64) {
         if self
             .conn

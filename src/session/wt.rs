@@ -255,12 +255,8 @@ impl Session {
         s: &InStream,
         decode: fn(&mut &[u8]) -> Result<T, wt::Error>,
     ) -> Result<Option<StreamHead<T>>, Failure> {
-        let mut slice = s.data();
-        let before = slice.len();
-        let kind = match decode(&mut slice) {
-            Err(wt::Error::Short) => return Ok(None),
-            Err(wt::Error::H3 { code, reason }) => return Err(Failure::H3(code, reason)),
-            Ok(kind) => kind,
+        let Some((kind, used)) = decoded(s.data(), decode)? else {
+            return Ok(None);
         };
         let (session, accepted) = self
             .wt
@@ -268,7 +264,7 @@ impl Session {
             .map_or((None, false), |wt| (wt.session, wt.accepted));
         Ok(Some(StreamHead {
             kind,
-            used: before - slice.len(),
+            used,
             session,
             accepted,
         }))
@@ -378,14 +374,10 @@ impl Session {
         s: &mut InStream,
         settings_seen: bool,
     ) -> Result<bool, Failure> {
-        let mut slice = s.data();
-        let before = slice.len();
-        let (ty, payload) = match frame::decode(&mut slice, wt::MAX_FRAME) {
-            Err(wt::Error::Short) => return Ok(false),
-            Err(wt::Error::H3 { code, reason }) => return Err(Failure::H3(code, reason)),
-            Ok(f) => f,
+        let Some(((ty, payload), used)) = decoded(s.data(), |b| frame::decode(b, wt::MAX_FRAME))?
+        else {
+            return Ok(false);
         };
-        let used = before - slice.len();
         match (ty, settings_seen) {
             (frame::SETTINGS, false) => {
                 let peer = settings::decode(payload).map_err(Failure::from_h3)?;
@@ -418,14 +410,10 @@ impl Session {
         s: &mut InStream,
         headers_read: bool,
     ) -> Result<bool, Failure> {
-        let mut slice = s.data();
-        let before = slice.len();
-        let (ty, payload) = match frame::decode(&mut slice, wt::MAX_FRAME) {
-            Err(wt::Error::Short) => return Ok(false),
-            Err(wt::Error::H3 { code, reason }) => return Err(Failure::H3(code, reason)),
-            Ok(f) => f,
+        let Some(((ty, payload), used)) = decoded(s.data(), |b| frame::decode(b, wt::MAX_FRAME))?
+        else {
+            return Ok(false);
         };
-        let used = before - slice.len();
         match (ty, headers_read) {
             (frame::HEADERS, false) => {
                 let block = payload.to_vec();
@@ -467,14 +455,9 @@ impl Session {
             let Some(wt) = self.wt.as_mut() else {
                 return Ok(());
             };
-            let mut slice: &[u8] = &wt.capsules;
-            let before = slice.len();
-            let capsule = match capsule::decode(&mut slice) {
-                Err(wt::Error::Short) => return Ok(()),
-                Err(wt::Error::H3 { code, reason }) => return Err(Failure::H3(code, reason)),
-                Ok(c) => c,
+            let Some((capsule, used)) = decoded(&wt.capsules, capsule::decode)? else {
+                return Ok(());
             };
-            let used = before - slice.len();
             let _ = wt.capsules.split_to(used);
             match capsule {
                 Capsule::Close { code, reason } => {
@@ -615,6 +598,20 @@ impl Session {
         let _ = self
             .conn
             .close(true, H3Error::NoError.code(), b"WebTransport session ended");
+    }
+}
+
+/// What `decode` reads from the front of `buf`, and the bytes it took; `None` until it is
+/// whole.
+fn decoded<'a, T>(
+    buf: &'a [u8],
+    decode: impl FnOnce(&mut &'a [u8]) -> Result<T, wt::Error>,
+) -> Result<Option<(T, usize)>, Failure> {
+    let mut slice = buf;
+    match decode(&mut slice) {
+        Err(wt::Error::Short) => Ok(None),
+        Err(wt::Error::H3 { code, reason }) => Err(Failure::H3(code, reason)),
+        Ok(value) => Ok(Some((value, buf.len() - slice.len()))),
     }
 }
 
