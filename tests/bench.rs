@@ -1,5 +1,6 @@
 //! End-to-end test of `moqring bench` against `moqring relay` over loopback: a short run
-//! with a few subscribers delivers frames to every one of them and loses none.
+//! with a few subscribers delivers frames to every one of them and loses none, over raw
+//! QUIC (`moql://`) and over WebTransport (`https://`).
 
 mod common;
 
@@ -9,9 +10,19 @@ use tokio::io::AsyncReadExt;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_delivers_every_frame_to_every_subscriber() -> Result<()> {
+    bench_run("moql").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_over_webtransport_delivers_every_frame_to_every_subscriber() -> Result<()> {
+    bench_run("https").await
+}
+
+/// A 2 s bench of 2 publishers x 3 subscribers with URLs of `scheme`.
+async fn bench_run(scheme: &str) -> Result<()> {
     let mut relay = Relay::start().await?;
     let pid = relay.process().id().context("relay pid")?.to_string();
-    let url = relay.url("anon").to_string();
+    let url = format!("{scheme}://{}/anon", relay.addr);
     let args = [
         "bench",
         url.as_str(),
