@@ -54,6 +54,9 @@ impl RawClient {
         shard: Option<(u8, u8)>,
     ) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Room for the whole flow-control window: a client thread starved on a loaded
+        // machine must not lose the relay's one-shot CONNECTION_CLOSE to a full buffer.
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();

@@ -124,8 +124,12 @@ fn webtransport(addr: SocketAddr, case: &Case, v: Version) -> Result<Outcome, St
         return Ok(outcome);
     }
     // Only this stream was refused: the connection still opens (or keeps) a session.
-    let serves = if raw { peer.start_session() } else { true };
-    if !(serves && peer.serves()) {
+    let serves = if raw { peer.start_session() } else { true } && peer.serves();
+    let outcome = peer.settle(id, outcome);
+    if matches!(outcome, Outcome::Closed(_) | Outcome::SessionClosed(_)) {
+        return Ok(outcome);
+    }
+    if !serves {
         return Err(format!("{outcome:?}, then the connection stopped serving"));
     }
     Ok(outcome)
@@ -169,13 +173,16 @@ fn requester(addr: SocketAddr, case: &Case, v: Version) -> Result<Outcome, Strin
         _ => peer.open_bidi(&bytes, case.fin),
     };
     let outcome = peer.outcome(id);
-    if !matches!(outcome, Outcome::Closed(_)) {
-        if case.on == On::UniBeforeSetup {
-            peer.open_uni(&setup_bytes(), true);
-        }
-        if !peer.serves() {
-            return Err(format!("{outcome:?}, then the session stopped serving"));
-        }
+    if matches!(outcome, Outcome::Closed(_)) {
+        return Ok(outcome);
+    }
+    if case.on == On::UniBeforeSetup {
+        peer.open_uni(&setup_bytes(), true);
+    }
+    let serves = peer.serves();
+    let outcome = peer.settle(id, outcome);
+    if !serves && !matches!(outcome, Outcome::Closed(_)) {
+        return Err(format!("{outcome:?}, then the session stopped serving"));
     }
     Ok(outcome)
 }
@@ -185,7 +192,12 @@ fn announce_reply(addr: SocketAddr, case: &Case, v: Version) -> Result<Outcome, 
     let id = publisher.accept_announce_request();
     publisher.send(id, &(case.bytes)(v, 0), case.fin);
     let outcome = publisher.outcome(id);
-    if !matches!(outcome, Outcome::Closed(_)) && !publisher.serves() {
+    if matches!(outcome, Outcome::Closed(_)) {
+        return Ok(outcome);
+    }
+    let serves = publisher.serves();
+    let outcome = publisher.settle(id, outcome);
+    if !serves && !matches!(outcome, Outcome::Closed(_)) {
         return Err(format!(
             "{outcome:?}, then the publisher's session stopped serving"
         ));
@@ -225,7 +237,7 @@ fn publisher(addr: SocketAddr, case: &Case, v: Version) -> Result<Outcome, Strin
         let _: TrackRequest = publisher.read_msg(id);
         publisher.send(id, &(case.bytes)(v, 0), case.fin);
         let outcome = publisher.outcome(id);
-        return after_publisher(outcome, &mut publisher, &mut subscriber);
+        return after_publisher(id, outcome, &mut publisher, &mut subscriber);
     }
     subscriber.subscribe(0, &broadcast, "t");
     let (up, request) = publisher.accept_subscribe();
@@ -255,7 +267,7 @@ fn publisher(addr: SocketAddr, case: &Case, v: Version) -> Result<Outcome, Strin
         }
         check_down(&mut subscriber, &case.down)?;
     }
-    after_publisher(outcome, &mut publisher, &mut subscriber)
+    after_publisher(id, outcome, &mut publisher, &mut subscriber)
 }
 
 /// The frames of group `sequence` if it arrived finished.
@@ -305,15 +317,23 @@ fn check_down(subscriber: &mut Peer, down: &Down) -> Result<(), String> {
 /// A publisher case's common end: the publisher serves on after a stream-level outcome,
 /// and its subscriber's session is never harmed.
 fn after_publisher(
+    id: u64,
     outcome: Outcome,
     publisher: &mut Peer,
     subscriber: &mut Peer,
 ) -> Result<Outcome, String> {
-    if !matches!(outcome, Outcome::Closed(_)) && !publisher.serves() {
-        return Err(format!(
-            "{outcome:?}, then the publisher's session stopped serving"
-        ));
-    }
+    let outcome = if matches!(outcome, Outcome::Closed(_)) {
+        outcome
+    } else {
+        let serves = publisher.serves();
+        let outcome = publisher.settle(id, outcome);
+        if !serves && !matches!(outcome, Outcome::Closed(_)) {
+            return Err(format!(
+                "{outcome:?}, then the publisher's session stopped serving"
+            ));
+        }
+        outcome
+    };
     if !subscriber.serves() {
         return Err(format!(
             "{outcome:?}, and the subscriber's session stopped serving"
