@@ -20,6 +20,11 @@
 //! bytes = 16777216
 //! age_ms = 2000
 //!
+//! [cluster]
+//! connect = ["moql://relay-b.example:4443/", "https://relay-c.example:4443/?jwt=..."]
+//! id = 7
+//! linger = "5s"
+//!
 //! [[eager]]
 //! broadcast = "live/*"
 //! tracks = ["video", "audio"]
@@ -84,9 +89,28 @@ pub struct RelayFile {
     /// `"text"` or `"json"` (`--log-format`).
     pub log_format: Option<String>,
     #[serde(default)]
+    pub cluster: ClusterSection,
+    #[serde(default)]
     pub cache: CacheSection,
     #[serde(default)]
     pub eager: Vec<EagerEntry>,
+}
+
+/// `[cluster]`: the peer relays to dial and how (the `--cluster-*` and `--client-tls-*`
+/// flags).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Peer URLs, like `--cluster-connect` (repeatable there).
+    #[serde(default)]
+    pub connect: Vec<String>,
+    pub id: Option<u64>,
+    pub max_hops: Option<usize>,
+    /// A duration such as `5s`.
+    pub linger: Option<String>,
+    pub tls_disable_verify: Option<bool>,
+    pub tls_root: Option<PathBuf>,
+    pub tls_fingerprint: Option<String>,
 }
 
 /// `[cache]`: the global budgets and the per-pattern rules (first match wins).

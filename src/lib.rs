@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod log_limit;

@@ -117,6 +117,39 @@ struct RelayArgs {
     no_http: bool,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Joining other relays (moqring or moq-relay) into a cluster.
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// A peer relay to dial (repeatable): moql://HOST:PORT/PATH (raw QUIC) or
+    /// https://HOST:PORT/PATH (WebTransport); a `jwt` query parameter is its token. Our
+    /// broadcasts are announced to it and its to us; lost links are dialled again.
+    #[arg(long = "cluster-connect", value_name = "URL")]
+    cluster_connect: Vec<Url>,
+    /// This relay's id in announcements' hop chains (default: random at each start;
+    /// 1..2^53).
+    #[arg(long)]
+    cluster_id: Option<u64>,
+    /// Announcements that passed through more relays than this are dropped (1..=32).
+    #[arg(long, default_value_t = moqring::wire::MAX_HOPS)]
+    cluster_max_hops: usize,
+    /// How long the broadcasts of a publisher (or peer) that left abruptly stay
+    /// announced, so a quick reconnect does not ripple through the cluster (`0s`: none).
+    #[arg(long, default_value = "5s", value_parser = bench::parse_duration)]
+    cluster_linger: std::time::Duration,
+    /// Do not check the certificates of the peers we dial.
+    #[arg(long)]
+    client_tls_disable_verify: bool,
+    /// PEM file of the CA certificates that sign our peers' certificates (else the
+    /// system's roots).
+    #[arg(long, value_name = "PEM", conflicts_with = "client_tls_disable_verify")]
+    client_tls_root: Option<PathBuf>,
+    /// SHA-256 fingerprint (hex) the peers' certificates must have (self-signed peers).
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["client_tls_disable_verify", "client_tls_root"])]
+    client_tls_fingerprint: Option<String>,
 }
 
 /// Handshake floods: pending handshakes, their deadline, address validation.
@@ -606,6 +639,38 @@ fn apply_config_file(args: &mut RelayArgs, given: &ArgMatches) -> Result<(), Str
         args.ops.log_format = <LogFormat as clap::ValueEnum>::from_str(format, false)
             .map_err(|_| format!("{}: log_format {format:?}: text or json", path.display()))?;
     }
+    let c = &file.cluster;
+    if from_file("cluster_connect") {
+        for url in &c.connect {
+            let url = url
+                .parse()
+                .map_err(|e| format!("{}: cluster.connect {url:?}: {e}", path.display()))?;
+            args.cluster.cluster_connect.push(url);
+        }
+    }
+    if from_file("cluster_id") && c.id.is_some() {
+        args.cluster.cluster_id = c.id;
+    }
+    set(
+        from_file("cluster_max_hops"),
+        &mut args.cluster.cluster_max_hops,
+        c.max_hops,
+    );
+    if let (true, Some(linger)) = (from_file("cluster_linger"), &c.linger) {
+        args.cluster.cluster_linger = bench::parse_duration(linger)
+            .map_err(|e| format!("{}: cluster.linger: {e}", path.display()))?;
+    }
+    set(
+        from_file("client_tls_disable_verify"),
+        &mut args.cluster.client_tls_disable_verify,
+        c.tls_disable_verify,
+    );
+    if from_file("client_tls_root") && c.tls_root.is_some() {
+        args.cluster.client_tls_root = c.tls_root.clone();
+    }
+    if from_file("client_tls_fingerprint") && c.tls_fingerprint.is_some() {
+        args.cluster.client_tls_fingerprint = c.tls_fingerprint.clone();
+    }
     args.cache.extend(file.cache_rules()?);
     args.eager.extend(file.eager_rules()?);
     Ok(())
@@ -682,6 +747,52 @@ fn load_auth(args: &AuthArgs) -> Result<Option<Arc<moqring::auth::Auth>>, String
     Ok(Some(auth))
 }
 
+/// A relay id for hop chains: random, non-zero, below 2^53 (browsers read it as a number).
+fn random_origin() -> Result<u64, String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "no randomness for the relay id".to_string())?;
+    Ok((u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1))
+}
+
+/// The peers to dial and how, checked: `None` without `--cluster-connect`.
+fn cluster_config(args: &ClusterArgs) -> Result<Option<moqring::cluster::ClusterConfig>, String> {
+    if args.cluster_id == Some(0) || args.cluster_id.is_some_and(|id| id >= 1 << 53) {
+        return Err("--cluster-id: expected 1..2^53".into());
+    }
+    if !(1..=moqring::wire::MAX_HOPS).contains(&args.cluster_max_hops) {
+        return Err(format!(
+            "--cluster-max-hops: expected 1..={}",
+            moqring::wire::MAX_HOPS
+        ));
+    }
+    for url in &args.cluster_connect {
+        if !matches!(url.scheme(), "moql" | "moqt" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "--cluster-connect {url}: expected moql://HOST:PORT/PATH or https://HOST:PORT/PATH"
+            ));
+        }
+    }
+    if args.cluster_connect.is_empty() {
+        return Ok(None);
+    }
+    if let Some(root) = &args.client_tls_root {
+        std::fs::metadata(root)
+            .map_err(|e| format!("--client-tls-root {}: {e}", root.display()))?;
+    }
+    let verify = match (&args.client_tls_root, &args.client_tls_fingerprint) {
+        (_, Some(fp)) => verify(false, Some(fp.clone())),
+        _ => verify(args.client_tls_disable_verify, None),
+    };
+    Ok(Some(moqring::cluster::ClusterConfig {
+        peers: args.cluster_connect.clone(),
+        verify,
+        root: args.client_tls_root.clone(),
+    }))
+}
+
 fn relay(args: RelayArgs) -> Result<(), String> {
     check_relay_args(&args)?;
     if args.max_connections == 0 {
@@ -752,7 +863,14 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         "settings"
     );
     let auth = load_auth(&args.auth)?;
-    let origin = std::process::id() as u64 | 1 << 32;
+    let origin = match args.cluster.cluster_id {
+        Some(id) => id,
+        None => random_origin()?,
+    };
+    let cluster = cluster_config(&args.cluster)?;
+    if let Some(c) = &cluster {
+        tracing::info!(id = origin, peers = ?c.peers.iter().map(Url::as_str).collect::<Vec<_>>(), max_hops = args.cluster.cluster_max_hops, linger = ?args.cluster.cluster_linger, "cluster");
+    }
     let pin = !args.no_pin;
     let metrics = Arc::new(Metrics::new(shards));
     let control = Arc::new(shard::Control::new(shards));
@@ -782,6 +900,8 @@ fn relay(args: RelayArgs) -> Result<(), String> {
             cache_age: std::time::Duration::from_millis(args.cache_age_ms),
             cache_rules: args.cache,
             eager: args.eager,
+            max_hops: args.cluster.cluster_max_hops,
+            route_linger: args.cluster.cluster_linger,
             ..RelayConfig::default()
         },
         session: SessionConfig {
@@ -803,6 +923,8 @@ fn relay(args: RelayArgs) -> Result<(), String> {
         )?,
         metrics: metrics.clone(),
         control,
+        cluster,
+        idle_timeout_ms: args.idle_timeout_ms,
     };
     let http = (!args.no_http).then_some(args.http_bind);
     let alpns: Vec<String> = versions.iter().map(|v| v.to_string()).collect();

@@ -1,6 +1,8 @@
 //! Announcements: which broadcasts are active, who publishes them, who wants to hear of them.
 
-use super::{Broadcast, Relay, SessionKey, Sessions, Topology, Watcher};
+use std::time::Instant;
+
+use super::{Broadcast, Relay, Route, SessionKey, Sessions, Topology, Watcher};
 use crate::session::path;
 use crate::wire::{ErrorCode, Subscribe, DEFAULT_MAX_LATENCY};
 
@@ -18,8 +20,8 @@ impl Relay {
             .iter()
             .filter(|(p, _)| path::strip(p, &prefix).is_some())
             .filter_map(|(p, b)| {
-                let (publisher, hops) = b.publishers.last()?;
-                forwards(*publisher, key).then_some((p.as_str(), hops.as_slice()))
+                let route = b.active(p)?;
+                forwards(route.session, key).then_some((p.as_str(), route.hops.as_slice()))
             })
             .collect();
         tracing::debug!(session = key, %prefix, active = initial.len(), "announce interest");
@@ -47,9 +49,13 @@ impl Relay {
         }
     }
 
-    /// Session `key` announced `broadcast`. An end of it still held is told first. A second
-    /// publisher of the same path takes over:
-    /// the tracks of the first end and subscribers see the broadcast re-announced.
+    /// Session `key` announced `broadcast` on a route through `hops`. An end of it still
+    /// held is told first. Announcements that passed through this relay, or through more
+    /// than `max_hops` relays, are dropped (loops in a cluster). When the route in use
+    /// changes (a shorter one, or a re-publish over the same chain: see
+    /// [`Broadcast::active`]), the tracks of the old one end and watchers see the
+    /// broadcast re-announced; a route that only lingered (its session left abruptly) is
+    /// replaced without a word when the new one has the same chain.
     pub(super) fn publish<S: Sessions>(
         &mut self,
         key: SessionKey,
@@ -57,6 +63,14 @@ impl Relay {
         hops: Vec<u64>,
         sessions: &mut S,
     ) {
+        if hops.contains(&self.config.origin) {
+            tracing::debug!(%broadcast, ?hops, session = key, "announcement looped back to us, dropped");
+            return;
+        }
+        if hops.len() > self.config.max_hops {
+            tracing::debug!(%broadcast, hops = hops.len(), session = key, "announcement over --cluster-max-hops, dropped");
+            return;
+        }
         if self
             .held_unannounces
             .iter()
@@ -76,22 +90,42 @@ impl Relay {
             .broadcasts
             .entry(broadcast.clone())
             .or_insert_with(Broadcast::new);
-        if entry.publishers.iter().any(|(s, _)| *s == key) {
-            return;
+        let before = entry.active(&broadcast).cloned();
+        // A new route replaces lingering ones (whose session keys may be reused by now).
+        entry.publishers.retain(|r| r.lingers_until.is_none());
+        match entry.publishers.iter_mut().find(|r| r.session == key) {
+            Some(route) if route.hops == hops => return,
+            // A restart over another chain (lite-05).
+            Some(route) => route.hops = hops,
+            None => entry.publishers.push(Route {
+                session: key,
+                hops,
+                lingers_until: None,
+            }),
         }
-        let previous = entry.publishers.last().map(|(s, h)| (*s, h.clone()));
-        entry.publishers.push((key, hops.clone()));
+        let after = entry
+            .active(&broadcast)
+            .cloned()
+            .expect("a route was added");
         match Topology::link_shard(key) {
             Some(shard) => {
                 tracing::debug!(%broadcast, shard, "broadcast announced by another shard")
             }
-            None => tracing::info!(%broadcast, session = key, "broadcast announced"),
+            None => {
+                tracing::info!(%broadcast, session = key, hops = ?after.hops, "broadcast announced")
+            }
         }
-        if let Some((old, old_hops)) = previous {
-            self.end_broadcast_tracks(&broadcast, false, sessions);
-            self.notify(&broadcast, old, &old_hops, false, sessions);
+        match before {
+            Some(old) if old.session == after.session && old.hops == after.hops => return,
+            // The publisher came back (over the same chain) before its linger ran out.
+            Some(old) if old.lingers_until.is_some() && old.hops == after.hops => {}
+            Some(old) => {
+                self.end_broadcast_tracks(&broadcast, false, sessions);
+                self.notify(&broadcast, old.session, &old.hops, false, sessions);
+                self.notify(&broadcast, after.session, &after.hops, true, sessions);
+            }
+            None => self.notify(&broadcast, after.session, &after.hops, true, sessions),
         }
-        self.notify(&broadcast, key, &hops, true, sessions);
         self.subscribe_eagerly(&broadcast, sessions);
     }
 
@@ -110,8 +144,7 @@ impl Relay {
             let publisher = self
                 .broadcasts
                 .get(broadcast)
-                .and_then(|b| b.publishers.last())
-                .map(|(s, _)| *s);
+                .and_then(|b| b.serving(broadcast));
             // As if the publisher asked: served from the publisher, never mirrored.
             let Some(idx) = publisher.and_then(|p| self.track_index(broadcast, &name, p)) else {
                 continue;
@@ -150,15 +183,16 @@ impl Relay {
         let Some(entry) = self.broadcasts.get_mut(broadcast) else {
             return;
         };
-        let Some(pos) = entry.publishers.iter().position(|(s, _)| *s == key) else {
+        let Some(pos) = entry.publishers.iter().position(|r| r.session == key) else {
             return;
         };
-        let was_active = pos + 1 == entry.publishers.len();
-        let (_, hops) = entry.publishers.remove(pos);
-        let next = entry.publishers.last().map(|(s, h)| (*s, h.clone()));
-        if !was_active {
+        let before = entry.active(broadcast).cloned();
+        let route = entry.publishers.remove(pos);
+        if before.as_ref() != Some(&route) {
+            // A route not in use went away.
             return;
         }
+        let next = entry.active(broadcast).map(|r| (r.session, r.hops.clone()));
         match Topology::link_shard(key) {
             Some(shard) => tracing::debug!(%broadcast, shard, "broadcast ended on another shard"),
             None => tracing::info!(%broadcast, session = key, "broadcast ended"),
@@ -168,7 +202,7 @@ impl Relay {
         let change = Unannounce {
             broadcast: broadcast.to_string(),
             publisher: key,
-            hops,
+            hops: route.hops,
             next,
             until: self.now.map(|now| now + self.config.linger),
         };
@@ -179,6 +213,62 @@ impl Relay {
         } else {
             self.tell_unannounce(change, sessions);
         }
+    }
+
+    /// Session `key` left abruptly (timed out, or closed with an error): the broadcasts
+    /// it alone carried stay announced for `route_linger`, their tracks ended, so a
+    /// publisher that reconnects at once does not ripple through a cluster. Its other
+    /// routes go now.
+    pub(super) fn linger_all<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
+        let Some(until) = self
+            .now
+            .filter(|_| !self.config.route_linger.is_zero())
+            .map(|now| now + self.config.route_linger)
+        else {
+            return self.unpublish_all(key, sessions);
+        };
+        let mine: Vec<String> = self
+            .broadcasts
+            .iter()
+            .filter(|(_, b)| b.publishers.iter().any(|r| r.session == key))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for broadcast in mine {
+            let Some(entry) = self.broadcasts.get_mut(&broadcast) else {
+                continue;
+            };
+            let alone = entry.publishers.len() == 1;
+            if !alone {
+                self.unpublish(key, &broadcast, sessions);
+                continue;
+            }
+            entry.publishers[0].lingers_until = Some(until);
+            tracing::info!(%broadcast, session = key, "publisher left abruptly: broadcast stays announced for the linger");
+            self.end_broadcast_tracks(&broadcast, true, sessions);
+        }
+    }
+
+    /// Ends the routes whose linger has passed.
+    pub(super) fn expire_lingering<S: Sessions>(&mut self, now: Instant, sessions: &mut S) {
+        let due: Vec<(String, SessionKey)> = self
+            .broadcasts
+            .iter()
+            .flat_map(|(p, b)| {
+                b.publishers
+                    .iter()
+                    .filter(|r| r.lingers_until.is_some_and(|t| t <= now))
+                    .map(move |r| (p.clone(), r.session))
+            })
+            .collect();
+        for (broadcast, key) in due {
+            self.unpublish(key, &broadcast, sessions);
+        }
+    }
+
+    /// When the first lingering route expires.
+    pub(super) fn next_linger(&self) -> Option<Instant> {
+        let routes = self.broadcasts.values().flat_map(|b| &b.publishers);
+        routes.filter_map(|r| r.lingers_until).min()
     }
 
     /// Tells watchers a broadcast ended (and of its next publisher, if one took over).
@@ -240,7 +330,7 @@ impl Relay {
         let mine: Vec<String> = self
             .broadcasts
             .iter()
-            .filter(|(_, b)| b.publishers.iter().any(|(s, _)| *s == key))
+            .filter(|(_, b)| b.publishers.iter().any(|r| r.session == key))
             .map(|(p, _)| p.clone())
             .collect();
         for broadcast in mine {

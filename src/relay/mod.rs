@@ -53,6 +53,10 @@ pub struct RelayConfig {
     /// Tracks subscribed upstream as soon as a matching broadcast is announced, so the
     /// first viewer joins from the cache (default: on demand).
     pub eager: Vec<EagerRule>,
+    /// Announcements that passed through more relays than this are dropped.
+    pub max_hops: usize,
+    /// How long the broadcasts of a publisher that left abruptly stay announced.
+    pub route_linger: Duration,
 }
 
 /// Subscribe to `tracks` of every broadcast matching `pattern` when it is announced.
@@ -103,6 +107,8 @@ impl Default for RelayConfig {
             cache_age: Duration::from_secs(10),
             cache_rules: Vec::new(),
             eager: Vec::new(),
+            max_hops: crate::wire::MAX_HOPS,
+            route_linger: Duration::ZERO,
         }
     }
 }
@@ -143,11 +149,23 @@ struct Peer {
     downstream: HashMap<u64, usize>,
 }
 
+/// One way a broadcast reaches this shard: a session (a publisher, a cluster peer or the
+/// link to another shard) and the relays its announcement passed through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    session: SessionKey,
+    /// Relay ids, the broadcast's origin first.
+    hops: Vec<u64>,
+    /// The session left abruptly: the route stays announced (and serves nothing) until
+    /// then, so a quick reconnect does not ripple through a cluster.
+    lingers_until: Option<Instant>,
+}
+
 /// One active broadcast and who publishes it.
 #[derive(Debug)]
 struct Broadcast {
-    /// Publishers, the last one active (a re-publish takes over).
-    publishers: Vec<(SessionKey, Vec<u64>)>,
+    /// Every route the broadcast is announced on; [`Broadcast::active`] picks the one in use.
+    publishers: Vec<Route>,
     /// Tracks served from the publisher: those this shard owns, and those another shard's
     /// owner asks of this shard's publisher.
     tracks: HashMap<String, usize>,
@@ -162,6 +180,24 @@ impl Broadcast {
             tracks: HashMap::new(),
             mirrors: HashMap::new(),
         }
+    }
+
+    /// The route in use: the fewest hops; among as many, the lowest hash of the path and
+    /// the chain (the same choice on every relay); among equal chains the newest (a
+    /// re-publish takes over).
+    fn active(&self, path: &str) -> Option<&Route> {
+        self.publishers
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, r)| (r.hops.len(), route_hash(path, &r.hops), usize::MAX - i))
+            .map(|(_, r)| r)
+    }
+
+    /// The active route's session, if it can serve (it is not lingering).
+    fn serving(&self, path: &str) -> Option<SessionKey> {
+        self.active(path)
+            .filter(|r| r.lingers_until.is_none())
+            .map(|r| r.session)
     }
 
     /// Every track index of the broadcast, served and mirrored.
@@ -263,6 +299,9 @@ impl Relay {
     /// linger has passed. Call once per loop turn, before [`Relay::handle`].
     pub fn tick<S: Sessions>(&mut self, now: Instant, sessions: &mut S) {
         self.now = Some(now);
+        if self.next_linger().is_some_and(|t| t <= now) {
+            self.expire_lingering(now, sessions);
+        }
         while let Some(pos) = self.departed.iter().position(|(at, _)| *at <= now) {
             let (_, path) = self.departed.swap_remove(pos);
             let gone = self
@@ -300,6 +339,7 @@ impl Relay {
             .chain(self.expiring.iter().map(|(at, _)| *at))
             .chain(self.ending.iter().map(|(at, _)| *at))
             .chain(held)
+            .chain(self.next_linger())
             .min()
     }
 
@@ -334,10 +374,9 @@ impl Relay {
     /// sessions (not another shard), sorted.
     pub fn local_broadcasts(&self, out: &mut Vec<String>) {
         out.clear();
-        let local = self.broadcasts.iter().filter(|(_, b)| {
-            b.publishers
-                .last()
-                .is_some_and(|(s, _)| !Topology::is_link(*s))
+        let local = self.broadcasts.iter().filter(|(path, b)| {
+            b.active(path)
+                .is_some_and(|r| !Topology::is_link(r.session))
         });
         out.extend(local.map(|(path, _)| path.clone()));
         out.sort_unstable();
@@ -619,6 +658,7 @@ impl Relay {
         let mirror = !Topology::is_link(from) && !self.topology.owns(broadcast, name);
         let owner = Topology::link(self.topology.owner(broadcast, name));
         let b = self.broadcasts.get_mut(broadcast)?;
+        let publisher = b.serving(broadcast);
         let map = if mirror {
             &mut b.mirrors
         } else {
@@ -627,8 +667,8 @@ impl Relay {
         if let Some(&idx) = map.get(name) {
             return Some(idx);
         }
-        let (publisher, _) = b.publishers.last()?;
-        let upstream = if mirror { owner } else { *publisher };
+        let publisher = publisher?;
+        let upstream = if mirror { owner } else { publisher };
         let idx = self.tracks.insert(Track::new(
             broadcast.to_string(),
             name.to_string(),
@@ -707,7 +747,11 @@ impl Relay {
 
     fn remove_session<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
         self.watchers.retain(|w| w.session != key);
-        self.unpublish_all(key, sessions);
+        if sessions.left_abruptly(key) {
+            self.linger_all(key, sessions);
+        } else {
+            self.unpublish_all(key, sessions);
+        }
         if let Some(peer) = self.peers.remove(&key) {
             for (stream, idx) in peer.downstream {
                 if let Some(track) = self.tracks.get_mut(idx) {
@@ -717,6 +761,18 @@ impl Relay {
             }
         }
     }
+}
+
+/// FNV-1a over a broadcast path and its hop chain: breaks ties between routes of the same
+/// length the same way on every relay.
+fn route_hash(path: &str, hops: &[u64]) -> u64 {
+    const PRIME: u64 = 0x100_0000_01b3;
+    let bytes = path
+        .bytes()
+        .chain(hops.iter().flat_map(|h| h.to_le_bytes()));
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(PRIME)
+    })
 }
 
 /// Counts an upstream subscription just made to `upstream`.

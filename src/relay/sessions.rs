@@ -14,6 +14,11 @@ pub type SessionKey = usize;
 pub trait Sessions {
     /// The session's root path (absolute).
     fn root(&self, s: SessionKey) -> String;
+    /// Whether the closed session `s` went without a clean close (timed out, or closed
+    /// with an error): its broadcasts linger (see `RelayConfig::route_linger`).
+    fn left_abruptly(&self, _s: SessionKey) -> bool {
+        false
+    }
     fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64>;
     fn reply_announces(&mut self, s: SessionKey, stream: u64, initial: &[(&str, &[u64])]);
     fn announce(&mut self, s: SessionKey, stream: u64, broadcast: &str, hops: &[u64], active: bool);

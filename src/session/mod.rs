@@ -274,6 +274,9 @@ pub struct Session {
     ending: Vec<u64>,
     /// Announce interests we serve: stream -> absolute prefix.
     announcing: HashMap<u64, String>,
+    /// The peer's relay id, from its announce requests (lite-04/05): broadcasts whose
+    /// hop chain holds it came through the peer and are never announced back to it.
+    peer_origin: Option<u64>,
     /// TRACK and FETCH requests waiting for our one-shot answer.
     pending_replies: HashSet<u64>,
     /// Our announce requests: stream -> absolute prefix their suffixes are relative to.
@@ -332,6 +335,7 @@ impl Session {
             queued: 0,
             ending: Vec::new(),
             announcing: HashMap::new(),
+            peer_origin: None,
             pending_replies: HashSet::new(),
             announce_prefixes: HashMap::new(),
             held_announces: Vec::new(),

@@ -390,6 +390,9 @@ impl Session {
                             prefix: Some(prefix.clone()),
                         };
                         self.announcing.insert(id, prefix.clone());
+                        if req.exclude_hop != 0 {
+                            self.peer_origin = Some(req.exclude_hop);
+                        }
                         self.events
                             .push(Event::AnnounceInterest { stream: id, prefix });
                         true

@@ -20,7 +20,10 @@ impl Session {
     pub fn reply_announces(&mut self, stream: u64, initial: &[(&str, &[u64])]) {
         let Some(version) = self.version else { return };
         if version.has_announce_ok() {
-            let visible = initial.iter().filter(|(p, _)| self.may_get(p)).count();
+            let visible = initial
+                .iter()
+                .filter(|(p, hops)| self.may_get(p) && !self.came_through_peer(hops))
+                .count();
             let ok = AnnounceOk {
                 origin: self.config.origin,
                 active: visible as u64,
@@ -36,7 +39,7 @@ impl Session {
     /// Nothing is said of a broadcast the peer may not subscribe to.
     pub fn announce(&mut self, stream: u64, broadcast: &str, hops: &[u64], active: bool) {
         let Some(version) = self.version else { return };
-        if !self.may_get(broadcast) {
+        if !self.may_get(broadcast) || self.came_through_peer(hops) {
             return;
         }
         let Some(prefix) = self.announcing.get(&stream) else {
@@ -63,6 +66,11 @@ impl Session {
         } else {
             self.write_msg(stream, &msg);
         }
+    }
+
+    /// Whether a broadcast's hop chain passed through the peer (a cluster loop).
+    fn came_through_peer(&self, hops: &[u64]) -> bool {
+        self.peer_origin.is_some_and(|o| hops.contains(&o))
     }
 
     /// Answers a track request and finishes the stream.

@@ -36,6 +36,8 @@ pub struct Core {
     /// Packets written into send batches, and connections closed on a send error.
     packets: u64,
     send_errors: u64,
+    /// The cluster links this shard dials, if any.
+    cluster: Option<super::ClusterLinks>,
 }
 
 impl Core {
@@ -74,6 +76,7 @@ impl Core {
             keys: Vec::new(),
             packets: 0,
             send_errors: 0,
+            cluster: None,
         };
         let mut peers = Peers::new(&mut core.table, &mut core.links);
         core.relay.open_links(&mut peers);
@@ -83,6 +86,11 @@ impl Core {
     /// Sets the relay's handshake limits and Retry key (before the first connection).
     pub fn set_handshakes(&mut self, policy: super::HandshakePolicy) {
         self.table.set_handshakes(policy);
+    }
+
+    /// Gives the shard its share of the cluster links (dialled from the next turn on).
+    pub fn set_cluster(&mut self, links: Option<super::ClusterLinks>) {
+        self.cluster = links;
     }
 
     /// Datagrams passed on to other shards so far.
@@ -176,6 +184,9 @@ impl Core {
     /// and lets the relay act on them.
     pub fn dispatch(&mut self, now: Instant) {
         self.table.on_timeouts(now);
+        if let Some(cluster) = &mut self.cluster {
+            cluster.turn(&mut self.table, now);
+        }
         let mut peers = Peers::new(&mut self.table, &mut self.links);
         self.relay.tick(now, &mut peers);
         for (from, messages) in self.inbox.drain(..) {
@@ -267,7 +278,12 @@ impl Core {
             .next_timeout()
             .map(|t| t.saturating_duration_since(now));
         let mail = self.links.has_pending().then_some(MAIL_RETRY);
-        [self.table.next_timeout(now), relay, mail]
+        let cluster = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.next_wake())
+            .map(|t| t.saturating_duration_since(now));
+        [self.table.next_timeout(now), relay, mail, cluster]
             .into_iter()
             .flatten()
             .min()

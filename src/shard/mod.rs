@@ -10,6 +10,7 @@
 //! socket is readable, mail arrives or the earliest timer fires.
 
 mod admission;
+mod cluster_links;
 mod control;
 mod core;
 mod cores;
@@ -35,6 +36,7 @@ use crate::net::udp::UdpIo;
 use crate::relay::{RelayConfig, Topology, MAX_SHARDS};
 use crate::session::SessionConfig;
 pub use admission::Admission;
+pub use cluster_links::ClusterLinks;
 pub use control::{Control, Drain};
 pub use core::Core;
 pub use cores::{
@@ -85,6 +87,10 @@ pub struct ShardConfig {
     pub metrics: Arc<Metrics>,
     /// Orders from the signal thread: drain, reloaded certificates.
     pub control: Arc<Control>,
+    /// Peer relays to dial (`--cluster-connect`), shared out over the shards.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Idle timeout of the cluster links we dial (milliseconds).
+    pub idle_timeout_ms: u64,
 }
 
 /// Reports the bound address once the sockets are open (before the shards start); an
@@ -135,6 +141,8 @@ pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
             metrics: config.metrics.shard(index).clone(),
             control: config.control.clone(),
             started: started.clone(),
+            cluster: config.cluster.clone(),
+            idle_timeout_ms: config.idle_timeout_ms,
         };
         let done = done_tx.clone();
         std::thread::Builder::new()
@@ -177,6 +185,8 @@ struct Shard {
     control: Arc<Control>,
     /// Passed once every shard has posted its first requests to the others.
     started: Arc<Barrier>,
+    cluster: Option<crate::cluster::ClusterConfig>,
+    idle_timeout_ms: u64,
 }
 
 /// A shard's ends of the mailboxes: its own inbox, and a sender to every shard's.
@@ -220,6 +230,8 @@ impl Shard {
             let gro = io.enable_gro();
             info!(addr = %io.local_addr(), io_uring = uring, gso = io.segment().is_some(), gro, core = ?self.core, "shard listening");
             let shard = self.topology.shard;
+            let versions = self.session.versions.clone();
+            let origin = self.session.origin;
             let mut core = Core::sharded(
                 self.quic,
                 self.session,
@@ -228,6 +240,17 @@ impl Shard {
                 self.topology,
             );
             core.set_handshakes(self.handshakes);
+            if let Some(cluster) = &self.cluster {
+                let links = ClusterLinks::new(
+                    cluster,
+                    (shard, self.topology.shards),
+                    io.local_addr(),
+                    versions,
+                    self.idle_timeout_ms,
+                    origin,
+                );
+                core.set_cluster(links);
+            }
             // Every shard asks the others for their broadcasts before any shard serves a
             // datagram: a shard that started late would otherwise miss the broadcasts
             // announced before its request, and refuse the tracks it owns of them.

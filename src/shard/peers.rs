@@ -30,6 +30,9 @@ impl Sessions for Peers<'_> {
         }
         self.table.root(s)
     }
+    fn left_abruptly(&self, s: SessionKey) -> bool {
+        !Topology::is_link(s) && self.table.left_abruptly(s)
+    }
     fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64> {
         if Topology::is_link(s) {
             return self.links.request_announces(s);

@@ -172,7 +172,10 @@ impl Table {
                 self.counts.removed_lagged += session.lagged_groups();
                 self.counts.removed_auth += session.auth_refusals();
                 self.counts.removed_late += session.late_groups();
-                self.admission.release();
+                // Links we dialled hold no place (see `Table::dial`).
+                if session.conn().is_server() {
+                    self.admission.release();
+                }
                 self.pending.remove(key);
                 self.by_cid.retain(|_, k| *k != key);
                 let conn = session.conn();
@@ -447,6 +450,81 @@ impl Table {
         Some(key)
     }
 
+    /// Dials a peer relay at `url` (a cluster link) from our socket at `local`: a client
+    /// session whose connection IDs steer its datagrams to this shard, as our own
+    /// connections' do. It holds no place under `--max-connections` (the operator chose
+    /// it) and is sent its first packets this turn.
+    pub fn dial(
+        &mut self,
+        url: &url::Url,
+        config: &mut quiche::Config,
+        local: SocketAddr,
+        origin: u64,
+    ) -> Result<SessionKey, String> {
+        let (host, peer) = crate::client::resolve(url).map_err(|e| e.to_string())?;
+        let mut scid = [0u8; quiche::MAX_CONN_ID_LEN];
+        self.rng
+            .fill(&mut scid)
+            .map_err(|_| "no randomness for a connection ID".to_string())?;
+        scid[0] = self.shard;
+        let scid_ref = quiche::ConnectionId::from_ref(&scid);
+        let conn = quiche::connect_with_buffer_factory::<BytesFactory>(
+            Some(&host),
+            &scid_ref,
+            local,
+            peer,
+            config,
+        )
+        .map_err(|e| format!("QUIC: {e}"))?;
+        let config = SessionConfig {
+            origin,
+            // The query travels with the path: it may carry a `jwt` token for the peer.
+            path: Some(match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_string(),
+            }),
+            authority: Some(format!(
+                "{}:{}",
+                url.host_str().unwrap_or(&host),
+                peer.port()
+            )),
+            // We check no token of a peer we chose to dial.
+            auth: None,
+            ..self.session.clone()
+        };
+        let key = self.sessions.insert(Session::new(conn, config));
+        self.by_cid.insert(scid.to_vec(), key);
+        self.mark(key);
+        info!(session = key, %peer, %url, "cluster link dialled");
+        Ok(key)
+    }
+
+    /// Whether `key` is a connection we dialled that completed its handshake.
+    pub fn is_established(&self, key: SessionKey) -> bool {
+        self.sessions
+            .get(key)
+            .is_some_and(|s| s.conn().is_established())
+    }
+
+    /// Whether `key` is a connection we dialled (a key freed by a lost link may already
+    /// name a connection a client opened).
+    pub fn is_dialled(&self, key: SessionKey) -> bool {
+        self.sessions
+            .get(key)
+            .is_some_and(|s| !s.conn().is_server())
+    }
+
+    /// Marks `key` active so it is processed and flushed this turn.
+    pub fn wake(&mut self, key: SessionKey) {
+        if self.sessions.contains(key) {
+            self.mark(key);
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// Sets the handshake limits and the Retry key, shared with the other shards (before
     /// the first connection).
     pub fn set_handshakes(&mut self, policy: HandshakePolicy) {
@@ -557,6 +635,20 @@ impl Sessions for Table {
             .get(s)
             .map(|x| x.root().to_string())
             .unwrap_or_default()
+    }
+    fn left_abruptly(&self, s: SessionKey) -> bool {
+        let Some(session) = self.sessions.get(s) else {
+            return false;
+        };
+        let conn = session.conn();
+        if conn.is_timed_out() {
+            return true;
+        }
+        // We closed it (an error of the peer's, or a drain): nothing to wait for.
+        if conn.local_error().is_some() {
+            return false;
+        }
+        conn.peer_error().is_some_and(|e| e.error_code != 0)
     }
     fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64> {
         self.touch(s)?.request_announces(prefix)
