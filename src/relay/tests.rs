@@ -35,6 +35,8 @@ struct Recorder {
     /// Sessions whose version has track properties (lite-05).
     lite05: Vec<SessionKey>,
     queued: usize,
+    /// Sessions that left without a clean close.
+    abrupt: Vec<SessionKey>,
 }
 
 impl Recorder {
@@ -51,6 +53,9 @@ impl Recorder {
 impl Sessions for Recorder {
     fn root(&self, _s: SessionKey) -> String {
         String::new()
+    }
+    fn left_abruptly(&self, s: SessionKey) -> bool {
+        self.abrupt.contains(&s)
     }
     fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64> {
         self.calls.push(Call::RequestAnnounces(s, prefix.into()));
@@ -992,4 +997,200 @@ fn a_client_resuming_a_finished_track_gets_the_cached_groups_from_its_start() {
     relay.handle(4, request(None), &mut rec);
     let groups: Vec<u64> = opened(&rec.take(), 4).iter().map(|(seq, _)| *seq).collect();
     assert_eq!(groups, vec![2]);
+}
+
+/// A relay with sessions 1..=6 ready and session 6 watching every broadcast (stream 60).
+fn cluster_relay(config: RelayConfig, rec: &mut Recorder) -> Relay {
+    let mut relay = Relay::new(config);
+    for s in 1..=6 {
+        relay.handle(s, Event::Ready, rec);
+    }
+    relay.handle(
+        6,
+        Event::AnnounceInterest {
+            stream: 60,
+            prefix: String::new(),
+        },
+        rec,
+    );
+    rec.take();
+    relay
+}
+
+fn announced(relay: &mut Relay, rec: &mut Recorder, s: SessionKey, hops: &[u64], active: bool) {
+    relay.handle(
+        s,
+        Event::Announced {
+            stream: 0,
+            path: "live/b".into(),
+            hops: hops.to_vec(),
+            active,
+        },
+        rec,
+    );
+}
+
+/// The session the relay subscribes upstream through for a new subscriber.
+fn upstream_of(relay: &mut Relay, rec: &mut Recorder, stream: u64) -> SessionKey {
+    relay.handle(
+        5,
+        Event::Subscribe {
+            stream,
+            request: subscribe(stream, "live/b"),
+        },
+        rec,
+    );
+    let calls = rec.take();
+    let up = calls.iter().find_map(|c| match c {
+        Call::Subscribe(s, ..) => Some(*s),
+        _ => None,
+    });
+    relay.handle(5, Event::RequestCancelled { stream }, rec);
+    rec.take();
+    up.expect("an upstream subscription")
+}
+
+fn watcher_heard(calls: &[Call]) -> Vec<bool> {
+    calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Announce(6, 60, b, active) if b == "live/b" => Some(*active),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_shortest_route_wins_and_a_longer_one_takes_over_when_it_goes() {
+    let mut rec = Recorder::default();
+    let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
+    announced(&mut relay, &mut rec, 1, &[10, 11, 12], true);
+    assert_eq!(watcher_heard(&rec.take()), vec![true]);
+    assert_eq!(upstream_of(&mut relay, &mut rec, 100), 1);
+    // A shorter route: watchers see the broadcast re-announced, new subscriptions use it.
+    announced(&mut relay, &mut rec, 2, &[20], true);
+    assert_eq!(watcher_heard(&rec.take()), vec![false, true]);
+    assert_eq!(upstream_of(&mut relay, &mut rec, 104), 2);
+    // A longer one is kept quietly as a backup.
+    announced(&mut relay, &mut rec, 3, &[30, 31, 32, 33], true);
+    assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
+    // The route in use goes: the next shortest takes over.
+    announced(&mut relay, &mut rec, 2, &[20], false);
+    assert_eq!(watcher_heard(&rec.take()), vec![false, true]);
+    assert_eq!(upstream_of(&mut relay, &mut rec, 108), 1);
+    // A backup going says nothing.
+    announced(&mut relay, &mut rec, 3, &[30, 31, 32, 33], false);
+    assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
+    relay.handle(1, Event::Closed, &mut rec);
+    assert_eq!(watcher_heard(&rec.take()), vec![false]);
+}
+
+#[test]
+fn routes_of_one_length_are_chosen_alike_whatever_order_they_arrive_in() {
+    let routes: [(SessionKey, &[u64]); 3] = [(1, &[7, 8]), (2, &[9, 10]), (3, &[11, 12])];
+    let mut chosen = Vec::new();
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+        let mut rec = Recorder::default();
+        let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
+        for i in order {
+            let (s, hops) = routes[i];
+            announced(&mut relay, &mut rec, s, hops, true);
+        }
+        chosen.push(upstream_of(&mut relay, &mut rec, 100));
+    }
+    assert!(chosen.windows(2).all(|w| w[0] == w[1]), "{chosen:?}");
+}
+
+#[test]
+fn announcements_that_looped_or_passed_too_many_relays_are_dropped() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        origin: 99,
+        max_hops: 3,
+        ..RelayConfig::default()
+    };
+    let mut relay = cluster_relay(config, &mut rec);
+    announced(&mut relay, &mut rec, 1, &[5, 99, 7], true);
+    announced(&mut relay, &mut rec, 2, &[1, 2, 3, 4], true);
+    assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
+    relay.handle(
+        5,
+        Event::Subscribe {
+            stream: 100,
+            request: subscribe(0, "live/b"),
+        },
+        &mut rec,
+    );
+    assert!(rec
+        .take()
+        .contains(&Call::Reject(5, 100, ErrorCode::NotFound)));
+    announced(&mut relay, &mut rec, 3, &[1, 2, 3], true);
+    assert_eq!(watcher_heard(&rec.take()), vec![true]);
+}
+
+#[test]
+fn an_abrupt_departure_lingers_and_a_quick_return_says_nothing() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        route_linger: Duration::from_secs(5),
+        ..RelayConfig::default()
+    };
+    let start = Instant::now();
+    let mut relay = cluster_relay(config, &mut rec);
+    relay.tick(start, &mut rec);
+    announced(&mut relay, &mut rec, 1, &[], true);
+    assert_eq!(watcher_heard(&rec.take()), vec![true]);
+    assert_eq!(upstream_of(&mut relay, &mut rec, 100), 1);
+    rec.abrupt.push(1);
+    relay.handle(1, Event::Closed, &mut rec);
+    assert_eq!(
+        watcher_heard(&rec.take()),
+        Vec::<bool>::new(),
+        "still announced"
+    );
+    // Nothing serves it while it lingers.
+    relay.handle(
+        5,
+        Event::Subscribe {
+            stream: 104,
+            request: subscribe(1, "live/b"),
+        },
+        &mut rec,
+    );
+    assert!(rec
+        .take()
+        .contains(&Call::Reject(5, 104, ErrorCode::NotFound)));
+    // The publisher is back on another session within the linger: not a word to watchers,
+    // and subscriptions go to it.
+    relay.tick(start + Duration::from_secs(2), &mut rec);
+    announced(&mut relay, &mut rec, 2, &[], true);
+    assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
+    assert_eq!(upstream_of(&mut relay, &mut rec, 108), 2);
+    // It leaves abruptly again and stays away: the end is told once the linger passed.
+    rec.abrupt.push(2);
+    relay.handle(2, Event::Closed, &mut rec);
+    relay.tick(start + Duration::from_secs(6), &mut rec);
+    assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
+    assert_eq!(
+        relay.next_timeout(),
+        Some(start + Duration::from_secs(7)),
+        "the linger's end is a timer"
+    );
+    relay.tick(start + Duration::from_secs(7), &mut rec);
+    assert_eq!(watcher_heard(&rec.take()), vec![false]);
+}
+
+#[test]
+fn a_clean_close_ends_the_broadcast_at_once_even_with_a_linger() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        route_linger: Duration::from_secs(5),
+        ..RelayConfig::default()
+    };
+    let mut relay = cluster_relay(config, &mut rec);
+    relay.tick(Instant::now(), &mut rec);
+    announced(&mut relay, &mut rec, 1, &[], true);
+    rec.take();
+    relay.handle(1, Event::Closed, &mut rec);
+    assert_eq!(watcher_heard(&rec.take()), vec![false]);
 }
