@@ -103,10 +103,7 @@ impl Relay {
                 lingers_until: None,
             }),
         }
-        let after = entry
-            .active(&broadcast)
-            .cloned()
-            .expect("a route was added");
+        let after = entry.settle(&broadcast).expect("a route was added");
         match Topology::link_shard(key) {
             Some(shard) => {
                 tracing::debug!(%broadcast, shard, "broadcast announced by another shard")
@@ -192,7 +189,7 @@ impl Relay {
             // A route not in use went away.
             return;
         }
-        let next = entry.active(broadcast).map(|r| (r.session, r.hops.clone()));
+        let next = entry.settle(broadcast).map(|r| (r.session, r.hops));
         match Topology::link_shard(key) {
             Some(shard) => tracing::debug!(%broadcast, shard, "broadcast ended on another shard"),
             None => tracing::info!(%broadcast, session = key, "broadcast ended"),

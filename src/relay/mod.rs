@@ -166,6 +166,8 @@ struct Route {
 struct Broadcast {
     /// Every route the broadcast is announced on; [`Broadcast::active`] picks the one in use.
     publishers: Vec<Route>,
+    /// The session of the route in use, as last settled.
+    current: Option<SessionKey>,
     /// Tracks served from the publisher: those this shard owns, and those another shard's
     /// owner asks of this shard's publisher.
     tracks: HashMap<String, usize>,
@@ -177,20 +179,42 @@ impl Broadcast {
     fn new() -> Self {
         Self {
             publishers: Vec::new(),
+            current: None,
             tracks: HashMap::new(),
             mirrors: HashMap::new(),
         }
     }
 
-    /// The route in use: the fewest hops; among as many, the lowest hash of the path and
-    /// the chain (the same choice on every relay); among equal chains the newest (a
-    /// re-publish takes over).
+    /// The route in use. The one in use stays until a shorter route comes, or a newer one
+    /// over the same chain (a re-publish takes over): switching ends the tracks served
+    /// over it, which is not worth it for a route no shorter. When it goes, the next is
+    /// the one with the fewest hops; among as many, the lowest hash of the path and the
+    /// chain, so every relay picks alike; among equal chains the newest.
     fn active(&self, path: &str) -> Option<&Route> {
-        self.publishers
+        let (_, best) = self
+            .publishers
             .iter()
             .enumerate()
-            .min_by_key(|(i, r)| (r.hops.len(), route_hash(path, &r.hops), usize::MAX - i))
-            .map(|(_, r)| r)
+            .min_by_key(|(i, r)| (r.hops.len(), route_hash(path, &r.hops), usize::MAX - i))?;
+        let current = self
+            .current
+            .and_then(|key| self.publishers.iter().rposition(|r| r.session == key));
+        let Some(at) = current else {
+            return Some(best);
+        };
+        let cur = &self.publishers[at];
+        if best.hops.len() < cur.hops.len() {
+            return Some(best);
+        }
+        let newest_alike = self.publishers.iter().rposition(|r| r.hops == cur.hops);
+        Some(&self.publishers[newest_alike.unwrap_or(at).max(at)])
+    }
+
+    /// Records the route [`Broadcast::active`] picks now as the one in use.
+    fn settle(&mut self, path: &str) -> Option<Route> {
+        let active = self.active(path).cloned();
+        self.current = active.as_ref().map(|r| r.session);
+        active
     }
 
     /// The active route's session, if it can serve (it is not lingering).

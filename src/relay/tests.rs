@@ -1086,16 +1086,36 @@ fn the_shortest_route_wins_and_a_longer_one_takes_over_when_it_goes() {
 }
 
 #[test]
-fn routes_of_one_length_are_chosen_alike_whatever_order_they_arrive_in() {
+fn a_route_no_shorter_does_not_displace_the_one_in_use() {
+    let mut rec = Recorder::default();
+    let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
+    announced(&mut relay, &mut rec, 1, &[7, 8], true);
+    for (s, hops) in [(2, &[9, 10][..]), (3, &[12, 13]), (4, &[3, 4, 5])] {
+        announced(&mut relay, &mut rec, s, hops, true);
+    }
+    assert_eq!(watcher_heard(&rec.take()), vec![true]);
+    assert_eq!(upstream_of(&mut relay, &mut rec, 100), 1);
+    // A re-publish over the very same chain is a takeover.
+    announced(&mut relay, &mut rec, 5, &[7, 8], true);
+    assert_eq!(watcher_heard(&rec.take()), vec![false, true]);
+    assert_eq!(upstream_of(&mut relay, &mut rec, 104), 5);
+}
+
+#[test]
+fn the_next_route_among_equals_is_chosen_alike_whatever_order_they_came_in() {
     let routes: [(SessionKey, &[u64]); 3] = [(1, &[7, 8]), (2, &[9, 10]), (3, &[11, 12])];
     let mut chosen = Vec::new();
+    // (The relay's own id is 1: no chain holds it.)
     for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
         let mut rec = Recorder::default();
         let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
+        // A shorter route is in use; the others wait behind it.
+        announced(&mut relay, &mut rec, 4, &[40], true);
         for i in order {
             let (s, hops) = routes[i];
             announced(&mut relay, &mut rec, s, hops, true);
         }
+        announced(&mut relay, &mut rec, 4, &[40], false);
         chosen.push(upstream_of(&mut relay, &mut rec, 100));
     }
     assert!(chosen.windows(2).all(|w| w[0] == w[1]), "{chosen:?}");

@@ -1183,13 +1183,32 @@ impl NativePublisher {
         broadcast: &str,
         track: &str,
     ) -> Result<Self> {
+        Self::connect_with(
+            native_client_config(version),
+            url,
+            version,
+            broadcast,
+            track,
+        )
+        .await
+    }
+
+    /// [`Self::connect`] with a config of the caller's (e.g. a shorter keep-alive).
+    pub async fn connect_with(
+        config: moq_native::ClientConfig,
+        url: &Url,
+        version: Option<Lite>,
+        broadcast: &str,
+        track: &str,
+    ) -> Result<Self> {
         let origin = native_net::Origin::random().produce();
         let mut bc = origin
             .create_broadcast(broadcast, native_net::broadcast::Route::announced())
             .context("create broadcast")?;
         let info = native_net::track::Info::default().with_latency_max(LATENCY);
         let tr = bc.create_track(track, info).context("create track")?;
-        let session = NativeSession::connect(url, version, Some(&origin), None).await?;
+        let session =
+            NativeSession::connect_with(config, url, version, Some(&origin), None).await?;
         Ok(Self {
             session,
             origin,

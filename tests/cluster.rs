@@ -1,0 +1,362 @@
+//! moqring relays joined into a cluster with `--cluster-connect`, end to end on loopback:
+//! a chain carries tracks both ways with one upstream subscription per track per link, a
+//! ring delivers each broadcast once, stays quiet when idle and routes round a dead relay,
+//! and a publisher moving between relays reaches a subscriber on a third one.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use bytes::Bytes;
+
+use common::{
+    assert_bytes_eq, http_get, native_net, within, MoqringPub, MoqringSub, NativePublisher,
+    NativeSubscriber, PubOptions, Relay, Rng,
+};
+
+/// Links notice a dead peer after this (the relays' `--idle-timeout-ms`).
+const IDLE_MS: &str = "2000";
+
+/// A relay that dials every relay of `peers` (and serves on one shard unless `extra`
+/// says otherwise).
+async fn relay(peers: &[&Relay], extra: &[&str]) -> Result<Relay> {
+    let mut args: Vec<String> = vec![
+        "--client-tls-disable-verify".into(),
+        "--idle-timeout-ms".into(),
+        IDLE_MS.into(),
+    ];
+    for peer in peers {
+        args.extend(["--cluster-connect".into(), peer.url("").to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    if !extra.contains(&"--threads") {
+        args.extend(["--threads".into(), "1".into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let relay = Relay::start_with(&args).await?;
+    if !peers.is_empty() {
+        relay
+            .child()
+            .wait_log("cluster link up", peers.len())
+            .await
+            .map_err(|e| relay.child().with_log(e))?;
+    }
+    Ok(relay)
+}
+
+/// The relay-wide value of `moqring_NAME` in /metrics (summed over its label sets).
+async fn metric(relay: &Relay, name: &str) -> Result<u64> {
+    let reply = http_get(relay.addr, "/metrics").await?;
+    let name = format!("moqring_{name}");
+    let values: Vec<u64> = reply
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains("shard=\""))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let key = key.split('{').next()?;
+            (key == name).then(|| value.parse().ok())?
+        })
+        .collect();
+    ensure!(!values.is_empty(), "no {name} in\n{}", reply.body);
+    Ok(values.iter().sum())
+}
+
+/// [`metric`] once it reads `want`, or after the shards' next few publications (they
+/// publish every 100 ms): counters only grow, so a value past `want` shows at once.
+async fn settled(relay: &Relay, name: &str, want: u64) -> Result<u64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let value = metric(relay, name).await?;
+        if value >= want || tokio::time::Instant::now() >= deadline {
+            return Ok(value);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A moq-native client that pings well within the relays' short idle timeout.
+fn native_config() -> moq_native::ClientConfig {
+    let mut config = common::native_client_config(None);
+    config.quic.keep_alive = Some(Duration::from_millis(500));
+    config
+}
+
+async fn native_publisher(relay: &Relay, broadcast: &str) -> Result<NativePublisher> {
+    NativePublisher::connect_with(native_config(), &relay.url(""), None, broadcast, "t").await
+}
+
+async fn native_subscriber(relay: &Relay) -> Result<NativeSubscriber> {
+    NativeSubscriber::connect_with(native_config(), &relay.url(""), None).await
+}
+
+fn options() -> PubOptions {
+    PubOptions {
+        frame_size: Some(4000),
+        group_frames: Some(8),
+        alpn: None,
+    }
+}
+
+/// `moqring sub` of `broadcast` at `relay` from group 0.
+fn sub(relay: &Relay, broadcast: &str) -> Result<MoqringSub> {
+    MoqringSub::spawn_with(
+        &relay.url(""),
+        broadcast,
+        "t",
+        None,
+        &["--start-group", "0"],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_carries_tracks_both_ways_with_one_upstream_per_link() -> Result<()> {
+    // A <- B <- C: B dials A, C dials B; B runs two shards, its link on one of them.
+    let a = relay(&[], &[]).await?;
+    let b = relay(&[&a], &["--threads", "2"]).await?;
+    let c = relay(&[&b], &[]).await?;
+    let mut rng = Rng::seeded("cluster-chain");
+
+    // A track published on A reaches three subscribers on C.
+    let data = rng.bytes(300_000).to_vec();
+    let subs = (0..3)
+        .map(|_| sub(&c, "from-a"))
+        .collect::<Result<Vec<_>>>()?;
+    let publisher = MoqringPub::spawn(&a.url(""), "from-a", "t", &options(), data.clone())?;
+    publisher.finish().await?;
+    for (i, s) in subs.into_iter().enumerate() {
+        let got = s.output().await?;
+        assert_bytes_eq(&got, &data, &format!("A -> C subscriber {i}"));
+    }
+    // One upstream subscription per link, whatever the number of subscribers behind it.
+    assert_eq!(
+        settled(&c, "subscribes_total", 3).await?,
+        3,
+        "subscribers at C"
+    );
+    for (name, r) in [("A", &a), ("B", &b), ("C", &c)] {
+        assert_eq!(
+            settled(r, "publisher_subscriptions_total", 1).await?,
+            1,
+            "upstream subscriptions made by {name}"
+        );
+    }
+    assert_eq!(
+        settled(&a, "subscribes_total", 1).await?,
+        1,
+        "subscriptions A served"
+    );
+    // (B's own count also holds its shards' subscriptions to each other.)
+
+    // And the other way: published on C, received on A.
+    let data = rng.bytes(200_000).to_vec();
+    let s = sub(&a, "from-c")?;
+    let publisher = MoqringPub::spawn(&c.url(""), "from-c", "t", &options(), data.clone())?;
+    publisher.finish().await?;
+    assert_bytes_eq(&s.output().await?, &data, "C -> A");
+
+    // A late joiner on C starts at the cached group of a track that crossed two links.
+    let data = rng.bytes(100_000).to_vec();
+    let first = sub(&c, "late")?;
+    let publisher = MoqringPub::spawn(&a.url(""), "late", "t", &options(), data.clone())?;
+    publisher.finish().await?;
+    assert_bytes_eq(&first.output().await?, &data, "first subscriber at C");
+    let late = sub(&c, "late")?;
+    assert_bytes_eq(
+        &late.output().await?,
+        &data,
+        "late joiner at C, from the caches",
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_delivers_once_stays_idle_and_routes_round_a_dead_relay() -> Result<()> {
+    // A - B - C - D - A: B dials A, C dials B, D dials C and A.
+    let a = relay(&[], &[]).await?;
+    let mut b = relay(&[&a], &[]).await?;
+    let c = relay(&[&b], &[]).await?;
+    let mut d = relay(&[&c, &a], &[]).await?;
+    // A's link from D completes the ring: wait until A has both its peers.
+    within("A to hold its two links", async {
+        while metric(&a, "connections_open").await.unwrap_or(0) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await?;
+    let mut rng = Rng::seeded("cluster-ring");
+
+    // Each subscriber gets each byte once, over one route.
+    let r1 = rng.bytes(200_000).to_vec();
+    let at_c = [sub(&c, "r1")?, sub(&c, "r1")?];
+    let at_d = sub(&d, "r1")?;
+    let publisher = MoqringPub::spawn(&a.url(""), "r1", "t", &options(), r1.clone())?;
+    publisher.finish().await?;
+    for (i, s) in at_c.into_iter().enumerate() {
+        assert_bytes_eq(&s.output().await?, &r1, &format!("A -> C subscriber {i}"));
+    }
+    assert_bytes_eq(&at_d.output().await?, &r1, "A -> D");
+    assert_eq!(
+        settled(&c, "publisher_subscriptions_total", 1).await?,
+        1,
+        "C subscribed upstream once, on one of its two routes"
+    );
+
+    // Idle relays stay idle: no announcements circling the ring (after the shards'
+    // counters caught up with the transfer: they publish every 100 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let relays = [("A", &a), ("B", &b), ("C", &c), ("D", &d)];
+    let mut before = Vec::new();
+    for (_, r) in relays {
+        before.push(metric(r, "datagrams_sent_total").await?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for ((name, r), was) in relays.into_iter().zip(before) {
+        let sent = metric(r, "datagrams_sent_total").await? - was;
+        // Keep-alives and their acknowledgements on two links: a few a second.
+        assert!(sent < 40, "relay {name} sent {sent} datagrams in 2 s idle");
+    }
+
+    // A live broadcast from A followed at C; the relay its route goes through dies.
+    let b0 = metric(&b, "publisher_subscriptions_total").await?;
+    let d0 = metric(&d, "publisher_subscriptions_total").await?;
+    let subscriber = native_subscriber(&c).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(follow(subscriber, "live", tx));
+    let mut publisher = native_publisher(&a, "live").await?;
+    let mut seen = Vec::new();
+    publish_tagged(&mut publisher, "before", 0..5).await?;
+    receive_all(&mut rx, &tags("before", 0..5), &mut seen).await?;
+    let via_b = settled(&b, "publisher_subscriptions_total", b0 + 1).await? > b0;
+    let via_d = settled(&d, "publisher_subscriptions_total", d0 + 1).await? > d0;
+    ensure!(
+        via_b != via_d,
+        "C's subscription went through B: {via_b}, D: {via_d}"
+    );
+    let (dead, survivor, survivor_before) = if via_b {
+        (&mut b, &d, d0)
+    } else {
+        (&mut d, &b, b0)
+    };
+    dead.process().kill();
+    // Written at once, over a route that is gone: C notices the dead link within its
+    // idle timeout, takes the other route and its subscriber subscribes again (from the
+    // groups A still holds).
+    publish_tagged(&mut publisher, "after", 5..10).await?;
+    receive_all(&mut rx, &tags("after", 5..10), &mut seen).await?;
+    assert!(
+        settled(
+            survivor,
+            "publisher_subscriptions_total",
+            survivor_before + 1
+        )
+        .await?
+            > survivor_before,
+        "the surviving relay now carries C's subscription"
+    );
+    follower.abort();
+    Ok(())
+}
+
+fn tags(tag: &str, groups: std::ops::Range<u64>) -> Vec<String> {
+    groups.map(|n| format!("{tag}-{n}")).collect()
+}
+
+/// Reads every group of track `t` of broadcast `path` at `subscriber`, re-subscribing
+/// each time the broadcast is announced again, and sends each frame payload on `tx`.
+async fn follow(
+    subscriber: NativeSubscriber,
+    path: &'static str,
+    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+) {
+    let mut announced = subscriber.announcements();
+    let mut reader: Option<tokio::task::JoinHandle<()>> = None;
+    while let Some(update) = announced.next().await {
+        if update.path.as_str() != path {
+            continue;
+        }
+        let Some(broadcast) = update.broadcast else {
+            continue;
+        };
+        if let Some(old) = reader.take() {
+            old.abort();
+        }
+        let tx = tx.clone();
+        reader = Some(tokio::spawn(async move {
+            let Ok(mut track) = common::native_subscribe(&broadcast, "t").await else {
+                return;
+            };
+            while let Ok(Some(mut group)) = track.recv_group().await {
+                while let Ok(Some(frame)) = group.read_frame().await {
+                    let _ = tx.send(frame.payload);
+                }
+            }
+        }));
+    }
+    drop(subscriber);
+}
+
+/// Writes groups `groups` (one frame `{tag}-{n}` each) to `publisher` once it has a
+/// subscriber.
+async fn publish_tagged(
+    publisher: &mut NativePublisher,
+    tag: &str,
+    groups: std::ops::Range<u64>,
+) -> Result<()> {
+    publisher.subscribed().await?;
+    for n in groups {
+        let mut group = publisher.track.append_group()?;
+        let ts = native_net::Timestamp::from_millis(n)?;
+        group.write_frame(ts, Bytes::from(format!("{tag}-{n}")))?;
+        group.finish()?;
+    }
+    Ok(())
+}
+
+/// Waits until `rx` has yielded every payload of `want` (others may come between).
+async fn receive_all(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    want: &[String],
+    seen: &mut Vec<String>,
+) -> Result<()> {
+    let all = |seen: &[String]| want.iter().all(|w| seen.contains(w));
+    while !all(seen) {
+        match within("the next frame at the third relay", rx.recv()).await {
+            Ok(Some(p)) => seen.push(String::from_utf8_lossy(&p).into_owned()),
+            Ok(None) => bail!("the follower stopped"),
+            Err(e) => return Err(e).with_context(|| format!("received so far: {seen:?}")),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_moving_between_relays_reaches_a_third_one() -> Result<()> {
+    // A, B, C fully linked: B dials A, C dials A and B.
+    let a = relay(&[], &[]).await?;
+    let b = relay(&[&a], &[]).await?;
+    let c = relay(&[&a, &b], &[]).await?;
+    let subscriber = native_subscriber(&c).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(follow(subscriber, "mv", tx));
+    let mut seen = Vec::new();
+
+    let mut first = native_publisher(&a, "mv").await?;
+    publish_tagged(&mut first, "on-a", 0..5).await?;
+    receive_all(&mut rx, &tags("on-a", 0..5), &mut seen).await?;
+    // The publisher moves: it leaves A and announces the same broadcast on B.
+    first.finish()?;
+    drop(first);
+    let mut second = native_publisher(&b, "mv").await?;
+    publish_tagged(&mut second, "on-b", 0..5).await?;
+    receive_all(&mut rx, &tags("on-b", 0..5), &mut seen).await?;
+    // And back to A while the one on B is still there: whichever route C chose, the
+    // publisher on A is served once the one on B leaves.
+    let mut third = native_publisher(&a, "mv").await?;
+    drop(second);
+    publish_tagged(&mut third, "again-on-a", 0..5).await?;
+    receive_all(&mut rx, &tags("again-on-a", 0..5), &mut seen).await?;
+    follower.abort();
+    Ok(())
+}
