@@ -185,17 +185,24 @@ impl Broadcast {
         }
     }
 
-    /// The route in use. The one in use stays until a shorter route comes, or a newer one
-    /// over the same chain (a re-publish takes over): switching ends the tracks served
-    /// over it, which is not worth it for a route no shorter. When it goes, the next is
-    /// the one with the fewest hops; among as many, the lowest hash of the path and the
-    /// chain, so every relay picks alike; among equal chains the newest.
+    /// The route in use.
+    ///
+    /// A publisher connected to us directly (a chain of at most its own id) is replaced
+    /// by a newer direct one: a re-publish takes over. A route through other relays
+    /// stays in use until a shorter one comes, or a newer one over the very same chain:
+    /// switching ends the tracks served over it, not worth it for a route no shorter.
+    /// When the route in use goes, the next is the one with the fewest hops; among as
+    /// many relayed routes, the lowest hash of the path and the chain, so every relay
+    /// picks alike; among direct ones (and equal chains) the newest.
     fn active(&self, path: &str) -> Option<&Route> {
-        let (_, best) = self
-            .publishers
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, r)| (r.hops.len(), route_hash(path, &r.hops), usize::MAX - i))?;
+        let rank = |(i, r): &(usize, &Route)| {
+            let hash = match is_direct(&r.hops) {
+                true => 0,
+                false => route_hash(path, &r.hops),
+            };
+            (r.hops.len(), hash, usize::MAX - i)
+        };
+        let (_, best) = self.publishers.iter().enumerate().min_by_key(rank)?;
         let current = self
             .current
             .and_then(|key| self.publishers.iter().rposition(|r| r.session == key));
@@ -206,7 +213,11 @@ impl Broadcast {
         if best.hops.len() < cur.hops.len() {
             return Some(best);
         }
-        let newest_alike = self.publishers.iter().rposition(|r| r.hops == cur.hops);
+        let alike = |r: &Route| match is_direct(&cur.hops) {
+            true => r.hops.len() == cur.hops.len(),
+            false => r.hops == cur.hops,
+        };
+        let newest_alike = self.publishers.iter().rposition(alike);
         Some(&self.publishers[newest_alike.unwrap_or(at).max(at)])
     }
 
@@ -785,6 +796,12 @@ impl Relay {
             }
         }
     }
+}
+
+/// Whether a hop chain came straight from its publisher: at most the publisher's own id
+/// (lite-04/05 clients put theirs; lite-03 and some clients none), no relay between.
+fn is_direct(hops: &[u64]) -> bool {
+    hops.len() <= 1
 }
 
 /// FNV-1a over a broadcast path and its hop chain: breaks ties between routes of the same

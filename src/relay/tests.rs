@@ -1099,6 +1099,15 @@ fn a_route_no_shorter_does_not_displace_the_one_in_use() {
     announced(&mut relay, &mut rec, 5, &[7, 8], true);
     assert_eq!(watcher_heard(&rec.take()), vec![false, true]);
     assert_eq!(upstream_of(&mut relay, &mut rec, 104), 5);
+    // A publisher connected directly wins over relayed routes, and a newer direct one
+    // (another client id) takes over from it.
+    announced(&mut relay, &mut rec, 2, &[9, 10], false);
+    announced(&mut relay, &mut rec, 2, &[70], true);
+    assert_eq!(watcher_heard(&rec.take()), vec![false, true]);
+    announced(&mut relay, &mut rec, 3, &[12, 13], false);
+    announced(&mut relay, &mut rec, 3, &[71], true);
+    assert_eq!(watcher_heard(&rec.take()), vec![false, true]);
+    assert_eq!(upstream_of(&mut relay, &mut rec, 108), 3);
 }
 
 #[test]
