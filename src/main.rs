@@ -1046,6 +1046,92 @@ mod tests {
     }
 
     #[test]
+    fn cluster_flags_and_their_config_section_parse_and_bad_ones_are_refused() {
+        let r = relay(&[]).cluster;
+        assert!(r.cluster_connect.is_empty());
+        assert_eq!(r.cluster_max_hops, 32);
+        assert_eq!(r.cluster_linger, std::time::Duration::from_secs(5));
+        assert_eq!(cluster_config(&r).unwrap().map(|c| c.peers), None);
+        let r = relay(&[
+            "--cluster-connect",
+            "moql://10.0.0.1:4443/",
+            "--cluster-connect",
+            "https://b.example:4443/?jwt=t",
+            "--cluster-id",
+            "42",
+            "--cluster-max-hops",
+            "4",
+            "--cluster-linger",
+            "2s",
+            "--client-tls-fingerprint",
+            "ab:cd",
+        ])
+        .cluster;
+        let c = cluster_config(&r).unwrap().unwrap();
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.peers[1].query(), Some("jwt=t"));
+        assert!(matches!(c.verify, Verify::Fingerprint(ref f) if f == "ab:cd"));
+        assert_eq!((r.cluster_id, r.cluster_max_hops), (Some(42), 4));
+        assert_eq!(r.cluster_linger, std::time::Duration::from_secs(2));
+        let r = relay(&[
+            "--cluster-connect",
+            "moql://10.0.0.1:4443/",
+            "--client-tls-disable-verify",
+        ]);
+        let c = cluster_config(&r.cluster).unwrap().unwrap();
+        assert!(matches!(c.verify, Verify::Disabled));
+        // Refused, naming the flag.
+        for (args, flag) in [
+            (
+                &["--cluster-connect", "udp://h:1/"][..],
+                "--cluster-connect",
+            ),
+            (&["--cluster-id", "0"][..], "--cluster-id"),
+            (&["--cluster-id", "9007199254740992"][..], "--cluster-id"),
+            (&["--cluster-max-hops", "33"][..], "--cluster-max-hops"),
+            (
+                &[
+                    "--cluster-connect",
+                    "moql://h:1/",
+                    "--client-tls-root",
+                    "/nonexistent.pem",
+                ][..],
+                "--client-tls-root",
+            ),
+        ] {
+            let err = cluster_config(&relay(args).cluster).unwrap_err();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+        assert!(relay_args(&[
+            "relay",
+            "--client-tls-disable-verify",
+            "--client-tls-fingerprint",
+            "ab"
+        ])
+        .is_err());
+
+        let dir = std::env::temp_dir().join(format!("moqring-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "[cluster]\nconnect = [\"moql://a:1/\", \"moql://b:2/\"]\nid = 9\n\
+             max_hops = 5\nlinger = \"1s\"\ntls_disable_verify = true\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let r = relay(&["--config", path]).cluster;
+        assert_eq!(r.cluster_connect.len(), 2);
+        assert_eq!((r.cluster_id, r.cluster_max_hops), (Some(9), 5));
+        assert_eq!(r.cluster_linger, std::time::Duration::from_secs(1));
+        assert!(r.client_tls_disable_verify);
+        // The command line's peers replace the file's.
+        let r = relay(&["--config", path, "--cluster-connect", "moql://c:3/"]).cluster;
+        assert_eq!(r.cluster_connect.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn relay_defaults_are_the_documented_ones() {
         let r = relay(&[]);
         assert_eq!(r.bind, "127.0.0.1:4443".parse().unwrap());

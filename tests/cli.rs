@@ -380,6 +380,7 @@ async fn readme_config_file_runs_with_flags_over_it() -> Result<()> {
         "drain_redirect",
         "log_format",
         "http_bind",
+        "[cluster]",
     ] {
         assert!(text.contains(key), "README's example lacks {key}");
     }

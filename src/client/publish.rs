@@ -130,11 +130,17 @@ pub struct Publisher {
     group: Option<OpenGroup>,
     next_sequence: u64,
     started: Instant,
+    /// Input ended then: the track's end waits for its groups to be delivered.
+    finishing: Option<Instant>,
     ending: Option<Instant>,
     closing: bool,
     pacer: Option<Pacer>,
     /// Input waits for the pacer until then.
     paced_until: Option<Instant>,
+    /// Group streams finished but maybe not yet delivered: the command does not close
+    /// the connection before they are (a relay may cancel a subscription as soon as it
+    /// reads the track's end, while its last group is still in flight).
+    unsettled: Vec<u64>,
 }
 
 impl Publisher {
@@ -145,10 +151,12 @@ impl Publisher {
             group: None,
             next_sequence: 0,
             started: Instant::now(),
+            finishing: None,
             ending: None,
             closing: false,
             pacer: options.rate.map(Pacer::new),
             paced_until: None,
+            unsettled: Vec::new(),
             options,
         }
     }
@@ -200,18 +208,33 @@ impl Publisher {
         if let Some(group) = self.group.take() {
             for id in group.streams {
                 session.finish_group(id);
+                self.unsettled.push(id);
             }
         }
+        self.unsettled.retain(|&id| !delivered(session, id));
     }
 
+    /// Input ended: the last group is finished; the track's end follows once every
+    /// group is delivered ([`Publisher::announce_end`]).
     fn end_track(&mut self, session: &mut Session, now: Instant) {
         self.finish_group(session);
+        self.finishing = Some(now);
+        tracing::info!(
+            groups = self.next_sequence,
+            "end of input, ending track once its groups are delivered"
+        );
+    }
+
+    /// Tells every subscriber where the track ends and closes the subscriptions. Sent
+    /// after the groups were acknowledged: a relay that reads the end while a group is
+    /// still in flight may give up on that group (moq-relay 0.17 cancels upstream as soon
+    /// as its last viewer, which read the end, leaves).
+    fn announce_end(&mut self, session: &mut Session, now: Instant) {
         for (sub, _) in &self.subs {
             session.subscribe_end(*sub, self.next_sequence);
             session.end_subscription(*sub, None);
         }
         self.ending = Some(now);
-        tracing::info!(groups = self.next_sequence, "end of input, ending track");
     }
 }
 
@@ -303,10 +326,26 @@ impl App for Publisher {
         if self.closing {
             return session.conn().is_closed().then_some(Ok(()));
         }
+        if let Some(since) = self.finishing {
+            self.unsettled.retain(|&id| !delivered(session, id));
+            let settled = self.unsettled.is_empty() && session.queued_bytes() == 0;
+            if settled || now.duration_since(since) > END_TIMEOUT {
+                self.finishing = None;
+                self.announce_end(session, now);
+            }
+            return None;
+        }
         if let Some(since) = self.ending {
-            if self.subs.is_empty() || now.duration_since(since) > END_TIMEOUT {
+            self.unsettled.retain(|&id| !delivered(session, id));
+            let settled = self.unsettled.is_empty() && session.queued_bytes() == 0;
+            if (self.subs.is_empty() && settled) || now.duration_since(since) > END_TIMEOUT {
                 if !self.subs.is_empty() {
                     tracing::warn!("relay did not confirm the end of the track in time");
+                } else if !settled {
+                    tracing::warn!(
+                        groups = self.unsettled.len(),
+                        "group streams still undelivered at the end"
+                    );
                 }
                 self.closing = true;
                 session.close(ErrorCode::Cancel, "done");
@@ -352,12 +391,26 @@ impl App for Publisher {
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        self.paced_until
+        // While the end waits for acknowledgements, look again soon even if nothing else
+        // wakes the loop (the last ACK may already be in).
+        let finishing = self
+            .finishing
+            .map(|_| Instant::now() + std::time::Duration::from_millis(20));
+        [self.paced_until, finishing].into_iter().flatten().min()
     }
 }
 
 /// Opens group `sequence` on every subscription `(stream, started)`, announcing the first
 /// group of each (lite-05 SUBSCRIBE_START); returns the group streams.
+/// Whether QUIC is done with our group stream `id`: every byte and the FIN acknowledged
+/// (quiche then forgets the stream), or the peer stopped it.
+fn delivered(session: &mut Session, id: u64) -> bool {
+    matches!(
+        session.conn_mut().stream_capacity(id),
+        Err(quiche::Error::InvalidStreamState(_) | quiche::Error::StreamStopped(_))
+    )
+}
+
 pub(crate) fn open_group_for_all(
     session: &mut Session,
     subs: &mut [(u64, bool)],

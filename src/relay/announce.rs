@@ -117,7 +117,7 @@ impl Relay {
             // The publisher came back (over the same chain) before its linger ran out.
             Some(old) if old.lingers_until.is_some() && old.hops == after.hops => {}
             Some(old) => {
-                self.end_broadcast_tracks(&broadcast, false, sessions);
+                self.end_broadcast_tracks(&broadcast, false, true, sessions);
                 self.notify(&broadcast, old.session, &old.hops, false, sessions);
                 self.notify(&broadcast, after.session, &after.hops, true, sessions);
             }
@@ -170,11 +170,23 @@ impl Relay {
         }
     }
 
-    /// Session `key` no longer publishes `broadcast`.
+    /// Session `key` no longer publishes `broadcast` (it said so: its session lives on).
     pub(super) fn unpublish<S: Sessions>(
         &mut self,
         key: SessionKey,
         broadcast: &str,
+        sessions: &mut S,
+    ) {
+        self.retract(key, broadcast, false, sessions);
+    }
+
+    /// Session `key` no longer publishes `broadcast`; `gone`: the session itself is gone,
+    /// so its tracks ending cleanly cannot finish either.
+    fn retract<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        broadcast: &str,
+        gone: bool,
         sessions: &mut S,
     ) {
         let Some(entry) = self.broadcasts.get_mut(broadcast) else {
@@ -195,7 +207,7 @@ impl Relay {
             None => tracing::info!(%broadcast, session = key, "broadcast ended"),
         }
         let lingering = next.is_none();
-        self.end_broadcast_tracks(broadcast, lingering, sessions);
+        self.end_broadcast_tracks(broadcast, lingering, !gone, sessions);
         let change = Unannounce {
             broadcast: broadcast.to_string(),
             publisher: key,
@@ -222,7 +234,7 @@ impl Relay {
             .filter(|_| !self.config.route_linger.is_zero())
             .map(|now| now + self.config.route_linger)
         else {
-            return self.unpublish_all(key, sessions);
+            return self.unpublish_all(key, true, sessions);
         };
         let mine: Vec<String> = self
             .broadcasts
@@ -236,12 +248,12 @@ impl Relay {
             };
             let alone = entry.publishers.len() == 1;
             if !alone {
-                self.unpublish(key, &broadcast, sessions);
+                self.retract(key, &broadcast, true, sessions);
                 continue;
             }
             entry.publishers[0].lingers_until = Some(until);
             tracing::info!(%broadcast, session = key, "publisher left abruptly: broadcast stays announced for the linger");
-            self.end_broadcast_tracks(&broadcast, true, sessions);
+            self.end_broadcast_tracks(&broadcast, true, false, sessions);
         }
     }
 
@@ -258,7 +270,7 @@ impl Relay {
             })
             .collect();
         for (broadcast, key) in due {
-            self.unpublish(key, &broadcast, sessions);
+            self.retract(key, &broadcast, true, sessions);
         }
     }
 
@@ -322,8 +334,13 @@ impl Relay {
         }
     }
 
-    /// Unannounces everything session `key` published.
-    pub(super) fn unpublish_all<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
+    /// Unannounces everything session `key` published; `gone`: the session is gone.
+    pub(super) fn unpublish_all<S: Sessions>(
+        &mut self,
+        key: SessionKey,
+        gone: bool,
+        sessions: &mut S,
+    ) {
         let mine: Vec<String> = self
             .broadcasts
             .iter()
@@ -331,17 +348,20 @@ impl Relay {
             .map(|(p, _)| p.clone())
             .collect();
         for broadcast in mine {
-            self.unpublish(key, &broadcast, sessions);
+            self.retract(key, &broadcast, gone, sessions);
         }
     }
 
     /// Ends every track of a broadcast whose publisher changed or left; finished tracks
-    /// stay when `keep_finished`. Mirrors of other shards' tracks are left to their owners,
-    /// which hear of the change too and end them in order after their last groups.
+    /// stay when `keep_finished`, and tracks ending cleanly (waiting for their last
+    /// groups) when `publisher_alive`: they still end in order. Mirrors of other shards'
+    /// tracks are left to their owners, which hear of the change too and end them in
+    /// order after their last groups.
     fn end_broadcast_tracks<S: Sessions>(
         &mut self,
         broadcast: &str,
         keep_finished: bool,
+        publisher_alive: bool,
         sessions: &mut S,
     ) {
         let Some(entry) = self.broadcasts.get(broadcast) else {
@@ -349,8 +369,11 @@ impl Relay {
         };
         let tracks: Vec<usize> = entry.tracks.values().copied().collect();
         for idx in tracks {
-            let finished = self.tracks.get(idx).is_some_and(|t| t.finished);
-            if !(keep_finished && finished) {
+            let Some(track) = self.tracks.get(idx) else {
+                continue;
+            };
+            let spared = (keep_finished && track.finished) || (publisher_alive && track.closing);
+            if !spared {
                 self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
             }
         }

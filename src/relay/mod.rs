@@ -441,7 +441,7 @@ impl Relay {
                     self.unpublish(key, &path, sessions);
                 }
             }
-            Event::AnnouncesEnded { .. } => self.unpublish_all(key, sessions),
+            Event::AnnouncesEnded { .. } => self.unpublish_all(key, false, sessions),
             Event::TrackRequest {
                 stream,
                 broadcast,
@@ -785,7 +785,7 @@ impl Relay {
         if sessions.left_abruptly(key) {
             self.linger_all(key, sessions);
         } else {
-            self.unpublish_all(key, sessions);
+            self.unpublish_all(key, true, sessions);
         }
         if let Some(peer) = self.peers.remove(&key) {
             for (stream, idx) in peer.downstream {

@@ -1223,3 +1223,111 @@ fn a_clean_close_ends_the_broadcast_at_once_even_with_a_linger() {
     relay.handle(1, Event::Closed, &mut rec);
     assert_eq!(watcher_heard(&rec.take()), vec![false]);
 }
+
+#[test]
+fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_meanwhile() {
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.tick(Instant::now(), &mut rec);
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 10,
+            request: subscribe(0, "anon/demo"),
+        },
+        &mut rec,
+    );
+    let token = upstream_token(&rec.take());
+    relay.handle(
+        PUB,
+        Event::Group {
+            token,
+            stream: 3,
+            sequence: 0,
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::Frame {
+            token,
+            sequence: 0,
+            frame: frame(b"last"),
+        },
+        &mut rec,
+    );
+    // The publisher ends the track cleanly with group 0 still open, then unannounces
+    // (moq-relay sends both at once).
+    relay.handle(
+        PUB,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::Announced {
+            stream: 0,
+            path: "anon/demo".into(),
+            hops: vec![],
+            active: false,
+        },
+        &mut rec,
+    );
+    let calls = rec.take();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::EndSubscription(2, 10, _) | Call::ResetGroup(2, ..))),
+        "{calls:?}"
+    );
+    relay.handle(
+        PUB,
+        Event::GroupEnd {
+            token,
+            sequence: 0,
+            error: None,
+        },
+        &mut rec,
+    );
+    let calls = rec.take();
+    assert!(
+        calls.iter().any(|c| matches!(c, Call::FinishGroup(2, _))),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::EndSubscription(2, 10, None)),
+        "{calls:?}"
+    );
+
+    // The same, but the publisher's session goes: its open group cannot finish.
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 10,
+            request: subscribe(0, "anon/demo"),
+        },
+        &mut rec,
+    );
+    let token = upstream_token(&rec.take());
+    relay.handle(
+        PUB,
+        Event::Group {
+            token,
+            stream: 3,
+            sequence: 0,
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    relay.handle(PUB, Event::Closed, &mut rec);
+    assert!(rec
+        .take()
+        .iter()
+        .any(|c| matches!(c, Call::EndSubscription(2, 10, Some(_)))));
+}

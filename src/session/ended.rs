@@ -29,10 +29,13 @@ impl Session {
                 error: reset,
             }),
             Kind::SubscribeReplies { token } => {
-                // A clean end keeps the subscription's id known: its group streams may
-                // still arrive after the FIN (a browser publisher FINs right after its
-                // SUBSCRIBE_END, before its group streams got out), and the owner waits
-                // for them; it forgets the id with `unsubscribe` once the track ended.
+                // A clean end keeps the subscription's id known, and our side of the
+                // stream open: its group streams may still arrive after the FIN (a
+                // browser publisher FINs right after its SUBSCRIBE_END, before its group
+                // streams got out; moq-relay passes the end on before the last group),
+                // and the owner waits for them. `unsubscribe` forgets the id and closes
+                // our side once the track ended: a publisher that reads our FIN as the
+                // end of interest (moq-relay) would cancel the groups still on the way.
                 if reset.is_some() {
                     self.upstream.retain(|_, up| up.stream != id);
                 }
@@ -40,18 +43,21 @@ impl Session {
                     token,
                     error: reset,
                 });
-                if reset.is_none() {
-                    self.finish_stream(id);
-                }
             }
             Kind::AnnounceReplies { .. } => {
                 self.announce_prefixes.remove(&id);
                 self.events.push(Event::AnnouncesEnded { stream: id });
             }
             Kind::ServeSubscribe { requested: true } => {
+                // A subscription we already ended cleanly keeps its last groups going: a
+                // relay (moq-relay) cancels as soon as it reads the end, with the last
+                // group still in flight, and would lose it.
+                let ended = self.ending.contains(&id) || self.closing.iter().any(|(s, _)| *s == id);
                 if let Some(served) = self.served.remove(&id) {
-                    for (_, g) in served.groups {
-                        self.reset_group(g, ErrorCode::Cancel.code());
+                    if !ended {
+                        for (_, g) in served.groups {
+                            self.reset_group(g, ErrorCode::Cancel.code());
+                        }
                     }
                 }
                 self.ending.retain(|s| *s != id);

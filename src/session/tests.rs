@@ -603,3 +603,59 @@ fn a_newer_group_opened_before_an_older_late_one_still_ranks_first() {
         ]
     );
 }
+
+#[test]
+fn broadcasts_whose_chain_passed_through_the_peer_are_not_announced_back_to_it() {
+    for version in [Version::Lite04, Version::Lite05] {
+        let client = SessionConfig {
+            path: Some("/anon".into()),
+            origin: 77,
+            ..SessionConfig::default()
+        };
+        let server = SessionConfig {
+            origin: 88,
+            ..SessionConfig::default()
+        };
+        let mut pair = Pair::with(version, client, server);
+        pair.client.request_announces("anon").unwrap();
+        pair.pump();
+        let stream = pair
+            .server_events
+            .iter()
+            .find_map(|e| match e {
+                Event::AnnounceInterest { stream, .. } => Some(*stream),
+                _ => None,
+            })
+            .expect("the server saw the announce interest");
+        // The client's id (its exclude_hop) is on the chains of b and c: they came
+        // through it.
+        pair.server
+            .reply_announces(stream, &[("anon/a", &[5]), ("anon/b", &[5, 77])]);
+        pair.server.announce(stream, "anon/c", &[77, 9], true);
+        pair.server.announce(stream, "anon/d", &[9], true);
+        pair.pump();
+        let heard: Vec<(String, Vec<u64>)> = pair
+            .client_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Announced {
+                    path,
+                    hops,
+                    active: true,
+                    ..
+                } => Some((path.clone(), hops.clone())),
+                _ => None,
+            })
+            .collect();
+        // Each chain arrives with the server's id appended (by the server on lite-04, by
+        // the client from ANNOUNCE_OK on lite-05).
+        assert_eq!(
+            heard,
+            vec![
+                ("anon/a".into(), vec![5, 88]),
+                ("anon/d".into(), vec![9, 88])
+            ],
+            "{version}"
+        );
+    }
+}
