@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
+use moq_token::{Algorithm, Claims, Key};
+use url::Url;
 
 use common::{
     assert_bytes_eq, http_get, native_net, within, MoqringPub, MoqringSub, NativePublisher,
@@ -21,20 +23,8 @@ const IDLE_MS: &str = "2000";
 /// A relay that dials every relay of `peers` (and serves on one shard unless `extra`
 /// says otherwise).
 async fn relay(peers: &[&Relay], extra: &[&str]) -> Result<Relay> {
-    let mut args: Vec<String> = vec![
-        "--client-tls-disable-verify".into(),
-        "--idle-timeout-ms".into(),
-        IDLE_MS.into(),
-    ];
-    for peer in peers {
-        args.extend(["--cluster-connect".into(), peer.url("").to_string()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    if !extra.contains(&"--threads") {
-        args.extend(["--threads".into(), "1".into()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let relay = Relay::start_with(&args).await?;
+    let urls: Vec<Url> = peers.iter().map(|p| p.url("")).collect();
+    let relay = dialling(&urls, extra).await?;
     if !peers.is_empty() {
         relay
             .child()
@@ -43,6 +33,24 @@ async fn relay(peers: &[&Relay], extra: &[&str]) -> Result<Relay> {
             .map_err(|e| relay.child().with_log(e))?;
     }
     Ok(relay)
+}
+
+/// A relay that dials `urls` (not waiting for the links).
+async fn dialling(urls: &[Url], extra: &[&str]) -> Result<Relay> {
+    let mut args: Vec<String> = vec![
+        "--client-tls-disable-verify".into(),
+        "--idle-timeout-ms".into(),
+        IDLE_MS.into(),
+    ];
+    for url in urls {
+        args.extend(["--cluster-connect".into(), url.to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    if !extra.contains(&"--threads") {
+        args.extend(["--threads".into(), "1".into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Relay::start_with(&args).await
 }
 
 /// The relay-wide value of `moqring_NAME` in /metrics (summed over its label sets).
@@ -358,5 +366,56 @@ async fn a_publisher_moving_between_relays_reaches_a_third_one() -> Result<()> {
     publish_tagged(&mut third, "again-on-a", 0..5).await?;
     receive_all(&mut rx, &tags("again-on-a", 0..5), &mut seen).await?;
     follower.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_carries_its_token_and_a_peer_without_one_is_refused() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("moqring-cluster-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let key = Key::generate(Algorithm::ES256, None)?;
+    let public = dir.join("public.jwk");
+    std::fs::write(&public, key.to_public()?.to_str()?)?;
+    let public = public.to_str().context("utf-8 path")?;
+    // A checks tokens; a peer relay's token may publish and subscribe everything.
+    let a = Relay::start_with(&[
+        "--auth-key",
+        public,
+        "--threads",
+        "1",
+        "--idle-timeout-ms",
+        IDLE_MS,
+    ])
+    .await?;
+    let token = key.sign(
+        &Claims::default()
+            .with_root("")
+            .with_publish([""])
+            .with_subscribe([""]),
+    )?;
+    let mut with_token = a.url("");
+    with_token.set_query(Some(&format!("jwt={token}")));
+    let b = dialling(std::slice::from_ref(&with_token), &[]).await?;
+    let c = dialling(&[a.url("")], &[]).await?;
+    // C's link is refused at its SETUP (raw QUIC comes up first): A says why, C dials again.
+    a.child().wait_log("a token is required", 1).await?;
+    c.child().wait_log("cluster link lost", 1).await?;
+
+    let data = Rng::seeded("cluster-auth").bytes(120_000).to_vec();
+    let s = sub(&b, "guarded")?;
+    let publisher = MoqringPub::spawn(&with_token, "guarded", "t", &options(), data.clone())?;
+    publisher.finish().await?;
+    assert_bytes_eq(&s.output().await?, &data, "A -> B over a link with a token");
+    assert_eq!(
+        settled(&c, "publisher_subscriptions_total", 1).await?,
+        0,
+        "C, refused, never subscribed to anything through A"
+    );
+    ensure!(
+        !c.log_tail().contains("broadcast announced"),
+        "C heard of a broadcast through a refused link:\n{}",
+        c.log_tail()
+    );
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

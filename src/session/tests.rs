@@ -380,6 +380,10 @@ fn a_broadcast_ends_for_a_subscriber_only_after_its_track_ended_and_a_grace() {
         "the client read the end of the track: {:?}",
         pair.client_events
     );
+    // The client closes its side once it has the track's end, as a relay does when the
+    // track ended (not at the publisher's FIN: see `on_stream_end`).
+    pair.client.unsubscribe(sub);
+    pair.pump();
     assert!(
         !ended(&pair.client_events),
         "the end of the broadcast waits for the grace"
