@@ -17,9 +17,8 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use common::*;
 use tokio::process::Command;
 use url::Url;
@@ -57,22 +56,6 @@ fn free_udp_port() -> Result<u16> {
     Ok(socket.local_addr()?.port())
 }
 
-/// Whether some process has a UDP socket bound to `port` (Linux: /proc/net/udp{,6}).
-fn udp_port_bound(port: u16) -> bool {
-    let needle = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|file| {
-        std::fs::read_to_string(file)
-            .map(|table| {
-                table.lines().skip(1).any(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|local| local.ends_with(&needle))
-                })
-            })
-            .unwrap_or(false)
-    })
-}
-
 /// A running moq-relay, killed on drop.
 struct MoqRelay {
     addr: SocketAddr,
@@ -94,19 +77,7 @@ impl MoqRelay {
         let mut proc = ChildProc::spawn("moq-relay", cmd)?;
         proc.close_stdin();
         proc.log_stdout();
-        within("moq-relay to bind its UDP port", async {
-            while !udp_port_bound(port) {
-                if let Some(status) = proc.try_status() {
-                    bail!("moq-relay exited early: {status}");
-                }
-                // No event exists for "a port got bound": poll /proc.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok(())
-        })
-        .await
-        .and_then(|r| r)
-        .map_err(|err| proc.with_log(err))?;
+        wait_udp_bound(&mut proc, port, "moq-relay").await?;
         Ok(Self { addr, proc })
     }
 

@@ -117,7 +117,12 @@ impl Relay {
             // The publisher came back (over the same chain) before its linger ran out.
             Some(old) if old.lingers_until.is_some() && old.hops == after.hops => {}
             Some(old) => {
-                self.end_broadcast_tracks(&broadcast, false, true, sessions);
+                // The old publisher lives on: tracks ending cleanly finish in order.
+                let spare = match old.lingers_until {
+                    Some(_) => Spare::Nothing,
+                    None => Spare::Closing,
+                };
+                self.end_broadcast_tracks(&broadcast, spare, sessions);
                 self.notify(&broadcast, old.session, &old.hops, false, sessions);
                 self.notify(&broadcast, after.session, &after.hops, true, sessions);
             }
@@ -207,7 +212,16 @@ impl Relay {
             None => tracing::info!(%broadcast, session = key, "broadcast ended"),
         }
         let lingering = next.is_none();
-        self.end_broadcast_tracks(broadcast, lingering, !gone, sessions);
+        // A publisher that unannounced lives on: its subscriptions end on their own (a
+        // publisher may say the broadcast is over before its tracks' last groups are out,
+        // as moq-relay does), or with the broadcast when its linger ends. One that is gone
+        // takes its tracks along, finished ones lingering if nobody takes over.
+        let spare = match (gone, lingering) {
+            (false, _) => Spare::Live,
+            (true, true) => Spare::Finished,
+            (true, false) => Spare::Nothing,
+        };
+        self.end_broadcast_tracks(broadcast, spare, sessions);
         let change = Unannounce {
             broadcast: broadcast.to_string(),
             publisher: key,
@@ -236,13 +250,7 @@ impl Relay {
         else {
             return self.unpublish_all(key, true, sessions);
         };
-        let mine: Vec<String> = self
-            .broadcasts
-            .iter()
-            .filter(|(_, b)| b.publishers.iter().any(|r| r.session == key))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for broadcast in mine {
+        for broadcast in self.published_by(key) {
             let Some(entry) = self.broadcasts.get_mut(&broadcast) else {
                 continue;
             };
@@ -253,7 +261,7 @@ impl Relay {
             }
             entry.publishers[0].lingers_until = Some(until);
             tracing::info!(%broadcast, session = key, "publisher left abruptly: broadcast stays announced for the linger");
-            self.end_broadcast_tracks(&broadcast, true, false, sessions);
+            self.end_broadcast_tracks(&broadcast, Spare::Finished, sessions);
         }
     }
 
@@ -334,6 +342,15 @@ impl Relay {
         }
     }
 
+    /// The broadcasts session `key` has a route for.
+    fn published_by(&self, key: SessionKey) -> Vec<String> {
+        let routes = self.broadcasts.iter();
+        routes
+            .filter(|(_, b)| b.publishers.iter().any(|r| r.session == key))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Unannounces everything session `key` published; `gone`: the session is gone.
     pub(super) fn unpublish_all<S: Sessions>(
         &mut self,
@@ -341,27 +358,18 @@ impl Relay {
         gone: bool,
         sessions: &mut S,
     ) {
-        let mine: Vec<String> = self
-            .broadcasts
-            .iter()
-            .filter(|(_, b)| b.publishers.iter().any(|r| r.session == key))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for broadcast in mine {
+        for broadcast in self.published_by(key) {
             self.retract(key, &broadcast, gone, sessions);
         }
     }
 
-    /// Ends every track of a broadcast whose publisher changed or left; finished tracks
-    /// stay when `keep_finished`, and tracks ending cleanly (waiting for their last
-    /// groups) when `publisher_alive`: they still end in order. Mirrors of other shards'
-    /// tracks are left to their owners, which hear of the change too and end them in
-    /// order after their last groups.
+    /// Ends the tracks of a broadcast whose publisher changed or left, but those `spare`
+    /// keeps. Mirrors of other shards' tracks are left to their owners, which hear of the
+    /// change too and end them in order after their last groups.
     fn end_broadcast_tracks<S: Sessions>(
         &mut self,
         broadcast: &str,
-        keep_finished: bool,
-        publisher_alive: bool,
+        spare: Spare,
         sessions: &mut S,
     ) {
         let Some(entry) = self.broadcasts.get(broadcast) else {
@@ -372,7 +380,12 @@ impl Relay {
             let Some(track) = self.tracks.get(idx) else {
                 continue;
             };
-            let spared = (keep_finished && track.finished) || (publisher_alive && track.closing);
+            let spared = match spare {
+                Spare::Finished => track.finished,
+                Spare::Closing => track.finished || track.closing,
+                Spare::Live => true,
+                Spare::Nothing => false,
+            };
             if !spared {
                 self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
             }
@@ -397,4 +410,16 @@ pub(super) struct Unannounce {
 /// only of its own publishers, so no announcement circles between shards).
 fn forwards(publisher: SessionKey, to: SessionKey) -> bool {
     publisher != to && !(Topology::is_link(publisher) && Topology::is_link(to))
+}
+
+/// Which tracks of a broadcast survive a change of its publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spare {
+    Nothing,
+    /// Finished tracks, served from their cache for the linger.
+    Finished,
+    /// Finished tracks and those ending cleanly (waiting for their last groups).
+    Closing,
+    /// Every track: the publisher lives on and ends them itself.
+    Live,
 }

@@ -1299,6 +1299,74 @@ fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_mean
         "{calls:?}"
     );
 
+    // The broadcast ends before the track does (the publisher's session lives on): the
+    // track still ends on its own, cleanly.
+    let mut rec = Recorder::default();
+    let mut relay = relay_with_publisher(&mut rec);
+    relay.tick(Instant::now(), &mut rec);
+    relay.handle(
+        2,
+        Event::Subscribe {
+            stream: 10,
+            request: subscribe(0, "anon/demo"),
+        },
+        &mut rec,
+    );
+    let token = upstream_token(&rec.take());
+    relay.handle(
+        PUB,
+        Event::Group {
+            token,
+            stream: 3,
+            sequence: 0,
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::Announced {
+            stream: 0,
+            path: "anon/demo".into(),
+            hops: vec![],
+            active: false,
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::Frame {
+            token,
+            sequence: 0,
+            frame: frame(b"after the unannounce"),
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::GroupEnd {
+            token,
+            sequence: 0,
+            error: None,
+        },
+        &mut rec,
+    );
+    relay.handle(
+        PUB,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    let calls = rec.take();
+    assert!(
+        calls
+            .iter()
+            .any(|c| matches!(c, Call::Frame(2, _, p) if p.as_ref() == b"after the unannounce")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::EndSubscription(2, 10, None)),
+        "{calls:?}"
+    );
+
     // The same, but the publisher's session goes: its open group cannot finish.
     let mut rec = Recorder::default();
     let mut relay = relay_with_publisher(&mut rec);

@@ -790,19 +790,7 @@ impl Relay {
                 let mut proc = ChildProc::spawn(format!("relay `{program}`"), cmd)?;
                 proc.close_stdin();
                 proc.log_stdout();
-                within("the external relay to bind its UDP port", async {
-                    while !udp_port_bound(port) {
-                        if let Some(status) = proc.try_status() {
-                            bail!("relay exited early: {status}");
-                        }
-                        // No event exists for "a port got bound": poll /proc.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Ok(())
-                })
-                .await
-                .and_then(|r| r)
-                .map_err(|err| proc.with_log(err))?;
+                wait_udp_bound(&mut proc, port, "the external relay").await?;
                 Ok(Self { kind, addr, proc })
             }
         }
@@ -954,6 +942,23 @@ fn free_udp_port() -> Result<u16> {
 }
 
 /// Whether some process has a UDP socket bound to `port` (Linux: /proc/net/udp{,6}).
+/// Waits until `proc` (`what`, for messages) has bound UDP `port`; fails if it exits first.
+pub async fn wait_udp_bound(proc: &mut ChildProc, port: u16, what: &str) -> Result<()> {
+    within(&format!("{what} to bind its UDP port"), async {
+        while !udp_port_bound(port) {
+            if let Some(status) = proc.try_status() {
+                bail!("{what} exited early: {status}");
+            }
+            // No event exists for "a port got bound": poll /proc.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+    .await
+    .and_then(|r| r)
+    .map_err(|err| proc.with_log(err))
+}
+
 fn udp_port_bound(port: u16) -> bool {
     let needle = format!(":{port:04X} ");
     ["/proc/net/udp", "/proc/net/udp6"].iter().any(|file| {
