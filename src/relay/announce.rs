@@ -129,6 +129,7 @@ impl Relay {
             None => self.notify(&broadcast, after.session, &after.hops, true, sessions),
         }
         self.subscribe_eagerly(&broadcast, sessions);
+        self.settle_waiting(&broadcast, sessions);
     }
 
     /// Subscribes upstream to the tracks eager rules name for `broadcast` (on the shard
@@ -279,6 +280,7 @@ impl Relay {
             .collect();
         for (broadcast, key) in due {
             self.retract(key, &broadcast, true, sessions);
+            self.settle_waiting(&broadcast, sessions);
         }
     }
 

@@ -293,6 +293,9 @@ pub struct Relay {
     /// Ends of broadcasts not yet told to watchers: they wait for this shard's mirrors of
     /// the broadcast, which hear of the end on another path (from the owner shard).
     held_unannounces: Vec<announce::Unannounce>,
+    /// Subscriptions to broadcasts whose publisher left abruptly and lingers: answered
+    /// when a publisher is back, refused when the linger ends.
+    waiting: Vec<(SessionKey, u64, Subscribe)>,
 }
 
 impl Relay {
@@ -318,6 +321,7 @@ impl Relay {
             ending: Vec::new(),
             fetches: Slab::new(),
             held_unannounces: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 
@@ -628,6 +632,16 @@ impl Relay {
         sessions: &mut S,
     ) {
         tracing::debug!(session = key, stream, ?request, "subscribe");
+        let lingering = self.broadcasts.get(&request.broadcast).is_some_and(|b| {
+            b.find(&request.track).is_none()
+                && b.active(&request.broadcast)
+                    .is_some_and(|r| r.lingers_until.is_some())
+        });
+        if lingering {
+            tracing::debug!(broadcast = %request.broadcast, "subscription waits for the lingering broadcast's publisher");
+            self.waiting.push((key, stream, request));
+            return;
+        }
         let Some(idx) = self.track_index(&request.broadcast, &request.track, key) else {
             tracing::debug!(broadcast = %request.broadcast, track = %request.track, "subscribe to unknown broadcast");
             sessions.reject(key, stream, ErrorCode::NotFound);
@@ -668,8 +682,37 @@ impl Relay {
         }
     }
 
+    /// Answers the subscriptions waiting for `broadcast` once it is served again, or
+    /// refuses them once it is not even lingering.
+    fn settle_waiting<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
+        if !self
+            .waiting
+            .iter()
+            .any(|(_, _, r)| r.broadcast == broadcast)
+        {
+            return;
+        }
+        let lingering = self
+            .broadcasts
+            .get(broadcast)
+            .and_then(|b| b.active(broadcast))
+            .is_some_and(|r| r.lingers_until.is_some());
+        if lingering {
+            return;
+        }
+        let (due, keep) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(_, _, r)| r.broadcast == broadcast);
+        self.waiting = keep;
+        for (key, stream, request) in due {
+            self.subscribe(key, stream, request, sessions);
+        }
+    }
+
     /// The session cancelled a request stream: a subscription or an announce interest.
     fn cancel<S: Sessions>(&mut self, key: SessionKey, stream: u64, sessions: &mut S) {
+        self.waiting
+            .retain(|(s, id, _)| !(*s == key && *id == stream));
         self.watchers
             .retain(|w| !(w.session == key && w.stream == stream));
         let Some(idx) = self
@@ -782,6 +825,7 @@ impl Relay {
 
     fn remove_session<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
         self.watchers.retain(|w| w.session != key);
+        self.waiting.retain(|(s, _, _)| *s != key);
         if sessions.left_abruptly(key) {
             self.linger_all(key, sessions);
         } else {

@@ -1177,7 +1177,7 @@ fn an_abrupt_departure_lingers_and_a_quick_return_says_nothing() {
         Vec::<bool>::new(),
         "still announced"
     );
-    // Nothing serves it while it lingers.
+    // A subscription while it lingers waits for a publisher.
     relay.handle(
         5,
         Event::Subscribe {
@@ -1186,18 +1186,33 @@ fn an_abrupt_departure_lingers_and_a_quick_return_says_nothing() {
         },
         &mut rec,
     );
-    assert!(rec
-        .take()
-        .contains(&Call::Reject(5, 104, ErrorCode::NotFound)));
+    assert_eq!(rec.take(), vec![]);
     // The publisher is back on another session within the linger: not a word to watchers,
-    // and subscriptions go to it.
+    // the waiting subscription is served by it, and so are new ones.
     relay.tick(start + Duration::from_secs(2), &mut rec);
     announced(&mut relay, &mut rec, 2, &[], true);
-    assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
+    let calls = rec.take();
+    assert_eq!(watcher_heard(&calls), Vec::<bool>::new());
+    assert!(
+        calls.iter().any(|c| matches!(c, Call::Subscribe(2, ..)))
+            && calls.contains(&Call::SubscribeOk(5, 104)),
+        "{calls:?}"
+    );
+    relay.handle(5, Event::RequestCancelled { stream: 104 }, &mut rec);
+    rec.take();
     assert_eq!(upstream_of(&mut relay, &mut rec, 108), 2);
-    // It leaves abruptly again and stays away: the end is told once the linger passed.
+    // It leaves abruptly again and stays away: the end is told once the linger passed,
+    // and a subscription waiting for it is refused then.
     rec.abrupt.push(2);
     relay.handle(2, Event::Closed, &mut rec);
+    relay.handle(
+        5,
+        Event::Subscribe {
+            stream: 112,
+            request: subscribe(3, "live/b"),
+        },
+        &mut rec,
+    );
     relay.tick(start + Duration::from_secs(6), &mut rec);
     assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
     assert_eq!(
@@ -1206,7 +1221,12 @@ fn an_abrupt_departure_lingers_and_a_quick_return_says_nothing() {
         "the linger's end is a timer"
     );
     relay.tick(start + Duration::from_secs(7), &mut rec);
-    assert_eq!(watcher_heard(&rec.take()), vec![false]);
+    let calls = rec.take();
+    assert_eq!(watcher_heard(&calls), vec![false]);
+    assert!(
+        calls.contains(&Call::Reject(5, 112, ErrorCode::NotFound)),
+        "{calls:?}"
+    );
 }
 
 #[test]
