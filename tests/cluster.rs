@@ -419,3 +419,61 @@ async fn a_link_carries_its_token_and_a_peer_without_one_is_refused() -> Result<
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_pins_its_peer_fingerprint_and_carries_our_cluster_id() -> Result<()> {
+    let a = relay(&[], &[]).await?;
+    let line = a
+        .child()
+        .wait_log("certificate sha256 fingerprint: ", 1)
+        .await?;
+    let fingerprint = line
+        .split_once("certificate sha256 fingerprint: ")
+        .map(|(_, f)| f.trim().to_string())
+        .context("A printed no fingerprint")?;
+    let upstream = a.url("").to_string();
+    // B pins A's certificate and calls itself 4242.
+    let b = Relay::start_with(&[
+        "--threads",
+        "1",
+        "--cluster-connect",
+        &upstream,
+        "--client-tls-fingerprint",
+        &fingerprint,
+        "--cluster-id",
+        "4242",
+    ])
+    .await?;
+    b.child().wait_log("cluster link up", 1).await?;
+    // C pins another certificate: its link is refused, and dialled again.
+    let wrong = "00".repeat(32);
+    let c = Relay::start_with(&[
+        "--threads",
+        "1",
+        "--cluster-connect",
+        &upstream,
+        "--client-tls-fingerprint",
+        &wrong,
+    ])
+    .await?;
+    c.child().wait_log("cluster link refused", 1).await?;
+    c.child().wait_log("cluster link lost", 1).await?;
+
+    // A broadcast published on B reaches A with B's id last on its hop chain.
+    let data = Rng::seeded("cluster-id").bytes(60_000).to_vec();
+    let s = sub(&a, "from-b")?;
+    let publisher = MoqringPub::spawn(&b.url(""), "from-b", "t", &options(), data.clone())?;
+    publisher.finish().await?;
+    assert_bytes_eq(&s.output().await?, &data, "B -> A over a pinned link");
+    let announced = a
+        .log_tail()
+        .lines()
+        .find(|l| l.contains("broadcast announced broadcast=from-b"))
+        .map(str::to_string)
+        .context("A did not log the announcement")?;
+    ensure!(
+        announced.contains(", 4242]"),
+        "B's id is not last on the chain: {announced}"
+    );
+    Ok(())
+}
