@@ -477,3 +477,33 @@ async fn a_link_pins_its_peer_fingerprint_and_carries_our_cluster_id() -> Result
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_drops_announcements_longer_than_its_max_hops() -> Result<()> {
+    // A <- B <- C, C taking chains of at most 2 ids: a broadcast published on B arrives
+    // as [publisher, B], one published on A as [publisher, A, B] and is dropped.
+    let a = relay(&[], &[]).await?;
+    let b = relay(&[&a], &[]).await?;
+    let c = relay(&[&b], &["--cluster-max-hops", "2"]).await?;
+    let data = Rng::seeded("max-hops").bytes(50_000).to_vec();
+    let s = sub(&c, "near")?;
+    let near = MoqringPub::spawn(&b.url(""), "near", "t", &options(), data.clone())?;
+    near.finish().await?;
+    assert_bytes_eq(&s.output().await?, &data, "B -> C, two ids on the chain");
+    let _far = MoqringPub::spawn(&a.url(""), "far", "t", &options(), data.clone())?;
+    b.child()
+        .wait_log("broadcast announced broadcast=far", 1)
+        .await?;
+    // B tells C of its broadcasts in order on one stream: once C has one announced after
+    // `far`, it has heard of `far` too (and dropped it).
+    let _later = MoqringPub::spawn(&b.url(""), "later", "t", &options(), data.clone())?;
+    c.child()
+        .wait_log("broadcast announced broadcast=later", 1)
+        .await?;
+    ensure!(
+        !c.log_tail().contains("broadcast announced broadcast=far"),
+        "C took a chain of three ids:\n{}",
+        c.log_tail()
+    );
+    Ok(())
+}

@@ -84,16 +84,13 @@ impl Dialer {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-    }
-
     /// The URL of link `i`.
     pub fn url(&self, i: usize) -> &Url {
         &self.links[i].url
     }
 
-    pub fn state(&self, i: usize) -> LinkState {
+    #[cfg(test)]
+    fn state(&self, i: usize) -> LinkState {
         self.links[i].state
     }
 
