@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -231,7 +233,8 @@ async fn a_ring_delivers_once_stays_idle_and_routes_round_a_dead_relay() -> Resu
     let d0 = metric(&d, "publisher_subscriptions_total").await?;
     let subscriber = native_subscriber(&c).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let follower = tokio::spawn(follow(subscriber, "live", tx));
+    let subscriptions = Arc::new(AtomicUsize::new(0));
+    let follower = tokio::spawn(follow(subscriber, "live", tx, subscriptions.clone()));
     let mut publisher = native_publisher(&a, "live").await?;
     let mut seen = Vec::new();
     publish_tagged(&mut publisher, "before", 0..5).await?;
@@ -249,10 +252,15 @@ async fn a_ring_delivers_once_stays_idle_and_routes_round_a_dead_relay() -> Resu
     };
     dead.process().kill();
     // Written at once, over a route that is gone: C notices the dead link within its
-    // idle timeout, takes the other route and its subscriber subscribes again (from the
-    // groups A still holds).
+    // idle timeout and moves the track to the other route (from the groups A still
+    // holds). The subscriber (lite-05) sees nothing of it: it subscribed once.
     publish_tagged(&mut publisher, "after", 5..10).await?;
     receive_all(&mut rx, &tags("after", 5..10), &mut seen).await?;
+    assert_eq!(
+        subscriptions.load(Ordering::SeqCst),
+        1,
+        "the subscriber at C had to subscribe again"
+    );
     assert!(
         settled(
             survivor,
@@ -272,11 +280,13 @@ fn tags(tag: &str, groups: std::ops::Range<u64>) -> Vec<String> {
 }
 
 /// Reads every group of track `t` of broadcast `path` at `subscriber`, re-subscribing
-/// each time the broadcast is announced again, and sends each frame payload on `tx`.
+/// each time the broadcast is announced again (counted in `subscriptions`), and sends
+/// each frame payload on `tx`.
 async fn follow(
     subscriber: NativeSubscriber,
     path: &'static str,
     tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    subscriptions: Arc<AtomicUsize>,
 ) {
     let mut announced = subscriber.announcements();
     let mut reader: Option<tokio::task::JoinHandle<()>> = None;
@@ -291,6 +301,7 @@ async fn follow(
             old.abort();
         }
         let tx = tx.clone();
+        subscriptions.fetch_add(1, Ordering::SeqCst);
         reader = Some(tokio::spawn(async move {
             let Ok(mut track) = common::native_subscribe(&broadcast, "t").await else {
                 return;
@@ -347,7 +358,7 @@ async fn a_publisher_moving_between_relays_reaches_a_third_one() -> Result<()> {
     let c = relay(&[&a, &b], &[]).await?;
     let subscriber = native_subscriber(&c).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let follower = tokio::spawn(follow(subscriber, "mv", tx));
+    let follower = tokio::spawn(follow(subscriber, "mv", tx, Arc::default()));
     let mut seen = Vec::new();
 
     let mut first = native_publisher(&a, "mv").await?;

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{Broadcast, Relay, Route, SessionKey, Sessions, Topology, Watcher};
+use super::{continues, Broadcast, Relay, Route, SessionKey, Sessions, Topology, Watcher};
 use crate::session::path;
 use crate::wire::{ErrorCode, Subscribe, DEFAULT_MAX_LATENCY};
 
@@ -116,6 +116,15 @@ impl Relay {
             Some(old) if old.session == after.session && old.hops == after.hops => return,
             // The publisher came back (over the same chain) before its linger ran out.
             Some(old) if old.lingers_until.is_some() && old.hops == after.hops => {}
+            // The same broadcast over another way: its tracks follow, unbroken.
+            Some(old) if old.lingers_until.is_none() && continues(&old, &after) => {
+                self.rehome_tracks(&broadcast, after.session, sessions);
+                let (from, to) = (
+                    (old.session, &old.hops[..]),
+                    (after.session, &after.hops[..]),
+                );
+                self.notify_change(&broadcast, from, to, sessions);
+            }
             Some(old) => {
                 // The old publisher lives on: tracks ending cleanly finish in order.
                 let spare = match old.lingers_until {
@@ -123,6 +132,7 @@ impl Relay {
                     None => Spare::Closing,
                 };
                 self.end_broadcast_tracks(&broadcast, spare, sessions);
+                self.detach_tracks(&broadcast);
                 self.notify(&broadcast, old.session, &old.hops, false, sessions);
                 self.notify(&broadcast, after.session, &after.hops, true, sessions);
             }
@@ -170,6 +180,7 @@ impl Relay {
             let upstream = track.publisher;
             if let Some(up) = sessions.subscribe(upstream, &request, idx) {
                 track.upstream = Some(up);
+                track.upstream_options = Some(super::options_of(&request));
                 tracing::debug!(%broadcast, track = %name, "eager upstream subscribe");
                 super::count_upstream(&mut self.stats, upstream, broadcast, &name);
             }
@@ -207,27 +218,41 @@ impl Relay {
             // A route not in use went away.
             return;
         }
-        let next = entry.settle(broadcast).map(|r| (r.session, r.hops));
+        let next = entry.settle(broadcast);
         match Topology::link_shard(key) {
             Some(shard) => tracing::debug!(%broadcast, shard, "broadcast ended on another shard"),
             None => tracing::info!(%broadcast, session = key, "broadcast ended"),
         }
-        let lingering = next.is_none();
-        // A publisher that unannounced lives on: its subscriptions end on their own (a
-        // publisher may say the broadcast is over before its tracks' last groups are out,
-        // as moq-relay does), or with the broadcast when its linger ends. One that is gone
-        // takes its tracks along, finished ones lingering if nobody takes over.
-        let spare = match (gone, lingering) {
-            (false, _) => Spare::Live,
-            (true, true) => Spare::Finished,
-            (true, false) => Spare::Nothing,
-        };
-        self.end_broadcast_tracks(broadcast, spare, sessions);
+        let rehome = next
+            .as_ref()
+            .filter(|n| n.lingers_until.is_none() && continues(&route, n));
+        if let Some(next) = rehome {
+            // The same broadcast over another way: its tracks follow, unbroken.
+            self.rehome_tracks(broadcast, next.session, sessions);
+        } else {
+            // A publisher that unannounced lives on: with nobody to take over, its
+            // subscriptions end on their own (a publisher may say the broadcast is over
+            // before its tracks' last groups are out, as moq-relay does), or with the
+            // broadcast when its linger ends. One that is gone takes its tracks along,
+            // finished ones lingering if nobody takes over. What is left of them when
+            // another publisher takes over is theirs alone: new requests go to the new one.
+            let spare = match (gone, next.is_some()) {
+                (false, false) => Spare::Live,
+                (false, true) => Spare::Closing,
+                (true, false) => Spare::Finished,
+                (true, true) => Spare::Nothing,
+            };
+            self.end_broadcast_tracks(broadcast, spare, sessions);
+            if next.is_some() {
+                self.detach_tracks(broadcast);
+            }
+        }
         let change = Unannounce {
             broadcast: broadcast.to_string(),
             publisher: key,
+            continued: rehome.is_some(),
             hops: route.hops,
-            next,
+            next: next.map(|r| (r.session, r.hops)),
             until: self.now.map(|now| now + self.config.linger),
         };
         if self.has_live_mirrors(broadcast) {
@@ -293,11 +318,88 @@ impl Relay {
     /// Tells watchers a broadcast ended (and of its next publisher, if one took over).
     fn tell_unannounce<S: Sessions>(&mut self, change: Unannounce, sessions: &mut S) {
         let broadcast = &change.broadcast;
-        self.notify(broadcast, change.publisher, &change.hops, false, sessions);
         match change.next {
-            Some((s, h)) => self.notify(broadcast, s, &h, true, sessions),
-            None => self.depart(broadcast, sessions),
+            Some((session, hops)) if change.continued => {
+                let old = (change.publisher, change.hops.as_slice());
+                self.notify_change(broadcast, old, (session, &hops), sessions);
+            }
+            Some((s, h)) => {
+                self.notify(broadcast, change.publisher, &change.hops, false, sessions);
+                self.notify(broadcast, s, &h, true, sessions);
+            }
+            None => {
+                self.notify(broadcast, change.publisher, &change.hops, false, sessions);
+                self.depart(broadcast, sessions);
+            }
         }
+    }
+
+    /// Tells watchers that `broadcast` goes on over another route (same origin): a peer
+    /// whose version can restart an announcement hears of the new chain alone.
+    fn notify_change<S: Sessions>(
+        &self,
+        broadcast: &str,
+        (old, old_hops): (SessionKey, &[u64]),
+        (new, new_hops): (SessionKey, &[u64]),
+        sessions: &mut S,
+    ) {
+        for w in &self.watchers {
+            if path::strip(broadcast, &w.prefix).is_none() {
+                continue;
+            }
+            let (s, stream) = (w.session, w.stream);
+            match (forwards(old, s), forwards(new, s)) {
+                (true, true) => sessions.reannounce(s, stream, broadcast, old_hops, new_hops),
+                (true, false) => sessions.announce(s, stream, broadcast, old_hops, false),
+                (false, true) => sessions.announce(s, stream, broadcast, new_hops, true),
+                (false, false) => {}
+            }
+        }
+    }
+
+    /// Moves the live tracks of `broadcast` served here to the route through session `to`
+    /// (see [`super::Track::rehome`]); tracks ending or finished stay as they are.
+    fn rehome_tracks<S: Sessions>(&mut self, broadcast: &str, to: SessionKey, sessions: &mut S) {
+        let Some(entry) = self.broadcasts.get(broadcast) else {
+            return;
+        };
+        let tracks: Vec<usize> = entry.tracks.values().copied().collect();
+        for idx in tracks {
+            let Some(track) = self.tracks.get_mut(idx) else {
+                continue;
+            };
+            if track.finished || track.closing || track.publisher == to {
+                continue;
+            }
+            let name = track.name.clone();
+            let awaits_info = track.info_requested && track.info.is_none();
+            tracing::debug!(%broadcast, track = %name, session = to, "track moves to another route");
+            if let Some(request) = track.rehome(to, sessions) {
+                let Some(up) = sessions.subscribe(to, &request, idx) else {
+                    self.end_track(idx, Some(ErrorCode::Cancel.code()), sessions);
+                    continue;
+                };
+                track.upstream = Some(up);
+                super::count_upstream(&mut self.stats, to, broadcast, &name);
+            }
+            if awaits_info && sessions.request_track(to, broadcast, &name, idx).is_none() {
+                self.track_info(to, idx, super::default_info(), sessions);
+            }
+        }
+    }
+
+    /// Takes what is left of a broadcast's tracks out of its maps (they serve their
+    /// subscribers until they end): requests from now on start afresh with the publisher
+    /// that took over. Live mirrors stay, ended in order by their owner shards.
+    fn detach_tracks(&mut self, broadcast: &str) {
+        let Some(entry) = self.broadcasts.get_mut(broadcast) else {
+            return;
+        };
+        entry.tracks.clear();
+        let tracks = &self.tracks;
+        entry
+            .mirrors
+            .retain(|_, idx| tracks.get(*idx).is_some_and(|t| !t.finished));
     }
 
     /// Whether this shard has a mirror of `broadcast`'s tracks still fed by its owner.
@@ -401,6 +503,8 @@ impl Relay {
 pub(super) struct Unannounce {
     broadcast: String,
     publisher: SessionKey,
+    /// The next publisher carries the same broadcast on (see [`continues`]).
+    continued: bool,
     hops: Vec<u64>,
     /// The publisher that takes over, if any.
     next: Option<(SessionKey, Vec<u64>)>,

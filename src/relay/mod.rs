@@ -466,7 +466,7 @@ impl Relay {
             Event::SubscribeAccepted { token, start } => {
                 tracing::debug!(token, ?start, "upstream subscription accepted");
                 if let Some(track) = upstream_track(&mut self.tracks, key, token) {
-                    track.upstream_start = start;
+                    track.accepted(start, sessions);
                 }
             }
             Event::SubscribeEnd { token, group } => {
@@ -660,6 +660,7 @@ impl Relay {
             match sessions.subscribe(publisher, &request, idx) {
                 Some(up) => {
                     track.upstream = Some(up);
+                    track.upstream_options = Some(options_of(&request));
                     count_upstream(
                         &mut self.stats,
                         publisher,
@@ -879,6 +880,24 @@ fn upstream_track(tracks: &mut Slab<Track>, key: SessionKey, token: usize) -> Op
     tracks
         .get_mut(token)
         .filter(|t| t.publisher == key && t.upstream.is_some())
+}
+
+/// What a subscription asks for, kept to ask a new route alike.
+fn options_of(request: &Subscribe) -> crate::wire::SubscribeOptions {
+    crate::wire::SubscribeOptions {
+        priority: request.priority,
+        ordered: request.ordered,
+        max_latency: request.max_latency,
+        start_group: request.start_group,
+        end_group: request.end_group,
+    }
+}
+
+/// Whether `new` carries the same broadcast as `old` over other relays: both came through
+/// relays (not straight from a publisher) from the same origin, so their groups are the
+/// same and a track can move from one to the other without its subscribers noticing.
+fn continues(old: &Route, new: &Route) -> bool {
+    !is_direct(&old.hops) && !is_direct(&new.hops) && old.hops.first() == new.hops.first()
 }
 
 /// Track properties for a publisher whose version does not carry them (lite-03/04).

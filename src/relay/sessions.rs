@@ -22,6 +22,19 @@ pub trait Sessions {
     fn request_announces(&mut self, s: SessionKey, prefix: &str) -> Option<u64>;
     fn reply_announces(&mut self, s: SessionKey, stream: u64, initial: &[(&str, &[u64])]);
     fn announce(&mut self, s: SessionKey, stream: u64, broadcast: &str, hops: &[u64], active: bool);
+    /// `broadcast` goes on over a route through `new` hops instead of `old` (the same
+    /// origin, the same groups): by default its end and a new announcement.
+    fn reannounce(
+        &mut self,
+        s: SessionKey,
+        stream: u64,
+        broadcast: &str,
+        old: &[u64],
+        new: &[u64],
+    ) {
+        self.announce(s, stream, broadcast, old, false);
+        self.announce(s, stream, broadcast, new, true);
+    }
     /// Subscribes upstream with `request`'s track and options (its id is replaced).
     fn subscribe(&mut self, s: SessionKey, request: &Subscribe, token: usize) -> Option<u64>;
     fn unsubscribe(&mut self, s: SessionKey, stream: u64);

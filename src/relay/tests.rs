@@ -1419,3 +1419,158 @@ fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_mean
         .iter()
         .any(|c| matches!(c, Call::EndSubscription(2, 10, Some(_)))));
 }
+
+/// Session `s` opens group `sequence` of upstream subscription `token` with `frames`.
+fn group_from(
+    relay: &mut Relay,
+    rec: &mut Recorder,
+    s: SessionKey,
+    token: usize,
+    sequence: u64,
+    frames: &[&'static [u8]],
+) {
+    relay.handle(
+        s,
+        Event::Group {
+            token,
+            stream: 3,
+            sequence,
+        },
+        rec,
+    );
+    for payload in frames {
+        let frame = frame(payload);
+        relay.handle(
+            s,
+            Event::Frame {
+                token,
+                sequence,
+                frame,
+            },
+            rec,
+        );
+    }
+}
+
+fn group_end(relay: &mut Relay, rec: &mut Recorder, s: SessionKey, token: usize, sequence: u64) {
+    let error = None;
+    let end = Event::GroupEnd {
+        token,
+        sequence,
+        error,
+    };
+    relay.handle(s, end, rec);
+}
+
+fn frames_to(calls: &[Call], session: SessionKey) -> Vec<Bytes> {
+    let frames = calls.iter().filter_map(|c| match c {
+        Call::Frame(s, _, payload) if *s == session => Some(payload.clone()),
+        _ => None,
+    });
+    frames.collect()
+}
+
+#[test]
+fn a_track_follows_a_shorter_route_of_the_same_origin_without_its_subscribers_noticing() {
+    let mut rec = Recorder::default();
+    let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
+    announced(&mut relay, &mut rec, 1, &[10, 11, 12], true);
+    let request = subscribe(100, "live/b");
+    relay.handle(
+        5,
+        Event::Subscribe {
+            stream: 100,
+            request,
+        },
+        &mut rec,
+    );
+    let calls = rec.take();
+    let token = upstream_token(&calls);
+    let old_up = calls.iter().find_map(|c| match c {
+        Call::Subscribe(1, ..) => Some(()),
+        _ => None,
+    });
+    assert!(old_up.is_some(), "{calls:?}");
+    group_from(&mut relay, &mut rec, 1, token, 0, &[b"a", b"b"]);
+    group_end(&mut relay, &mut rec, 1, token, 0);
+    group_from(&mut relay, &mut rec, 1, token, 1, &[b"c"]);
+    rec.take();
+
+    // A shorter route from the same origin: the track moves to it; the old subscription
+    // is cancelled and the subscriber's is untouched.
+    announced(&mut relay, &mut rec, 2, &[10, 20], true);
+    let calls = rec.take();
+    assert!(
+        calls.iter().any(|c| matches!(c, Call::Unsubscribe(1, _))),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&Call::Subscribe(2, "live/b".into(), "video".into(), token)),
+        "{calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::EndSubscription(5, ..) | Call::ResetGroup(5, ..))),
+        "{calls:?}"
+    );
+    assert_eq!(watcher_heard(&calls), vec![false, true]);
+
+    // The old route's late frames are not taken; the new one sends the open group again
+    // from its start (only what the subscriber lacks goes on), a finished one again
+    // (nothing goes on), then new groups.
+    group_from(&mut relay, &mut rec, 1, token, 1, &[b"late"]);
+    group_from(&mut relay, &mut rec, 2, token, 0, &[b"a", b"b"]);
+    group_end(&mut relay, &mut rec, 2, token, 0);
+    group_from(&mut relay, &mut rec, 2, token, 1, &[b"c", b"d"]);
+    group_end(&mut relay, &mut rec, 2, token, 1);
+    group_from(&mut relay, &mut rec, 2, token, 2, &[b"e"]);
+    let calls = rec.take();
+    let sent: Vec<Bytes> = frames_to(&calls, 5);
+    assert_eq!(sent, [&b"d"[..], b"e"].map(Bytes::from_static), "{calls:?}");
+    let opened: Vec<u64> = opened(&calls, 5).into_iter().map(|(seq, _)| seq).collect();
+    assert_eq!(
+        opened,
+        vec![2],
+        "only the new group opens a stream: {calls:?}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::FinishGroup(5, _)))
+            .count(),
+        1,
+        "group 1 finishes once: {calls:?}"
+    );
+}
+
+#[test]
+fn a_route_from_another_origin_gets_fresh_tracks_though_the_old_ones_linger() {
+    let mut rec = Recorder::default();
+    let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
+    relay.tick(Instant::now(), &mut rec);
+    announced(&mut relay, &mut rec, 1, &[10, 11], true);
+    announced(&mut relay, &mut rec, 2, &[30, 31], true);
+    let request = subscribe(100, "live/b");
+    relay.handle(
+        5,
+        Event::Subscribe {
+            stream: 100,
+            request,
+        },
+        &mut rec,
+    );
+    let token = upstream_token(&rec.take());
+    group_from(&mut relay, &mut rec, 1, token, 0, &[b"old"]);
+    group_end(&mut relay, &mut rec, 1, token, 0);
+    relay.handle(
+        1,
+        Event::SubscriptionClosed { token, error: None },
+        &mut rec,
+    );
+    // The track finished (kept for late joiners); then its route goes while another
+    // origin's stays: a new subscriber is served by the new origin, not the old cache.
+    announced(&mut relay, &mut rec, 1, &[10, 11], false);
+    rec.take();
+    assert_eq!(upstream_of(&mut relay, &mut rec, 104), 2);
+}

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::{CacheBudget, RelayConfig, SessionKey, Sessions};
 use crate::session::Frame;
-use crate::wire::{ErrorCode, TrackInfo};
+use crate::wire::{ErrorCode, Subscribe, SubscribeOptions, TrackInfo};
 
 /// A group as the relay holds it: frames so far and how it ended.
 #[derive(Debug)]
@@ -21,6 +21,9 @@ pub struct Group {
     bytes: usize,
     /// When it ended upstream (its age in the cache counts from there).
     ended_at: Option<Instant>,
+    /// Frames a new upstream will send again before new ones (the track moved to another
+    /// route while the group was open: the new route sends it from its first frame).
+    resent: usize,
 }
 
 /// One subscriber of a track.
@@ -138,6 +141,8 @@ pub struct Track {
     pub publisher: SessionKey,
     /// Our subscribe stream on the publisher, once subscribed.
     pub upstream: Option<u64>,
+    /// What the upstream subscription asked for (to ask a new route alike).
+    pub upstream_options: Option<SubscribeOptions>,
     pub info: Option<TrackInfo>,
     pub info_requested: bool,
     /// Track requests waiting for the publisher's answer.
@@ -162,6 +167,9 @@ pub struct Track {
     /// Groups opened upstream at or above `upstream_start` (to tell whether a clean end
     /// still waits for some).
     groups_started: u64,
+    /// The first group asked of the route the track last moved to: older ones it sends
+    /// are not taken unless they complete a group held here.
+    resume_floor: u64,
 }
 
 impl Track {
@@ -171,6 +179,7 @@ impl Track {
             name,
             publisher,
             upstream: None,
+            upstream_options: None,
             info: None,
             info_requested: false,
             info_waiters: SmallVec::new(),
@@ -184,6 +193,7 @@ impl Track {
             budget: None,
             evicted_below: 0,
             groups_started: 0,
+            resume_floor: 0,
         }
     }
 
@@ -277,6 +287,52 @@ impl Track {
             .retain(|s| !(s.session == session && s.stream == stream));
     }
 
+    /// Moves the track to another route of the same broadcast (the same origin, so the
+    /// same groups): `to` publishes it from now on and the subscription on the old route
+    /// is cancelled. Subscribers keep their subscriptions: returns what to ask of `to`,
+    /// from the first group not complete here (groups open here take the rest of their
+    /// frames from the new route), or `None` when the track had no upstream subscription.
+    pub fn rehome<S: Sessions>(&mut self, to: SessionKey, sessions: &mut S) -> Option<Subscribe> {
+        let old = std::mem::replace(&mut self.publisher, to);
+        self.end = None;
+        self.upstream_start = None;
+        self.groups_started = 0;
+        let up = self.upstream.take()?;
+        sessions.unsubscribe(old, up);
+        let options = self.upstream_options.clone()?;
+        let open = self.groups.iter().find(|g| g.end.is_none());
+        let resume = open
+            .map(|g| g.sequence)
+            .or_else(|| self.groups.back().map(|g| g.sequence.saturating_add(1)));
+        self.resume_floor = resume.unwrap_or(0);
+        Some(Subscribe {
+            id: 0,
+            broadcast: self.broadcast.clone(),
+            track: self.name.clone(),
+            priority: options.priority,
+            ordered: options.ordered,
+            max_latency: options.max_latency,
+            start_group: resume.or(options.start_group),
+            end_group: options.end_group,
+        })
+    }
+
+    /// Upstream accepted our subscription, sending from group `start` if it said: groups
+    /// still open below it (left by a route the track moved away from) will not complete.
+    pub fn accepted<S: Sessions>(&mut self, start: Option<u64>, sessions: &mut S) {
+        self.upstream_start = start;
+        let Some(start) = start else { return };
+        while let Some(pos) = self
+            .groups
+            .iter()
+            .position(|g| g.end.is_none() && g.sequence < start)
+        {
+            let sequence = self.groups[pos].sequence;
+            self.groups.remove(pos);
+            self.cut_group(sequence, ErrorCode::Cancel.code(), sessions);
+        }
+    }
+
     pub fn set_end<S: Sessions>(&mut self, group: u64, sessions: &mut S) {
         self.end = Some(group);
         for sub in &self.subscribers {
@@ -296,6 +352,15 @@ impl Track {
         if self.upstream_start.is_none_or(|start| sequence >= start) {
             self.groups_started += 1;
         }
+        if let Some(group) = self.groups.iter_mut().find(|g| g.sequence == sequence) {
+            // Sent again by the route the track moved to: an open group takes the frames
+            // it lacks, an ended one nothing.
+            group.resent = group.frames.len();
+            return 0;
+        }
+        if sequence < self.resume_floor {
+            return 0;
+        }
         self.evict(config, now);
         while self.open_groups() >= config.max_open_groups {
             let Some(pos) = self.groups.iter().position(|g| g.end.is_none()) else {
@@ -311,6 +376,7 @@ impl Track {
             end: None,
             bytes: 0,
             ended_at: None,
+            resent: 0,
         };
         let mut dropped = 0;
         for sub in &mut self.subscribers {
@@ -334,6 +400,13 @@ impl Track {
         else {
             return;
         };
+        if group.end.is_some() {
+            return;
+        }
+        if group.resent > 0 {
+            group.resent -= 1;
+            return;
+        }
         for sub in &self.subscribers {
             if let Some(id) = sub.stream_of(sequence) {
                 sessions.send_frame(sub.session, id, &frame);
@@ -354,6 +427,10 @@ impl Track {
         let Some(pos) = self.groups.iter().position(|g| g.sequence == sequence) else {
             return;
         };
+        if self.groups[pos].end.is_some() {
+            // Ended already (a group sent again by a new route).
+            return;
+        }
         self.groups[pos].end = Some(error);
         self.groups[pos].ended_at = now;
         for sub in &mut self.subscribers {

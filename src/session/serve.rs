@@ -68,6 +68,19 @@ impl Session {
         }
     }
 
+    /// Tells the peer that `broadcast` goes on over a route through `new` hops instead of
+    /// `old` (the same origin): lite-05 restarts the announcement in place (the peer's
+    /// subscriptions go on), older versions hear its end and a new announcement.
+    pub fn reannounce(&mut self, stream: u64, broadcast: &str, old: &[u64], new: &[u64]) {
+        let in_place = self.version == Some(Version::Lite05)
+            && !self.came_through_peer(old)
+            && !self.came_through_peer(new);
+        if !in_place {
+            self.announce(stream, broadcast, old, false);
+        }
+        self.announce(stream, broadcast, new, true);
+    }
+
     /// Whether a broadcast's hop chain passed through the peer (a cluster loop).
     fn came_through_peer(&self, hops: &[u64]) -> bool {
         self.peer_origin.is_some_and(|o| hops.contains(&o))

@@ -663,3 +663,56 @@ fn broadcasts_whose_chain_passed_through_the_peer_are_not_announced_back_to_it()
         );
     }
 }
+
+#[test]
+fn a_route_change_restarts_the_announcement_on_lite05_and_ends_it_before() {
+    for version in [Version::Lite04, Version::Lite05] {
+        let client = SessionConfig {
+            path: Some("/anon".into()),
+            origin: 77,
+            ..SessionConfig::default()
+        };
+        let mut pair = Pair::with(version, client, SessionConfig::default());
+        pair.client.request_announces("anon").unwrap();
+        pair.pump();
+        let stream = pair
+            .server_events
+            .iter()
+            .find_map(|e| match e {
+                Event::AnnounceInterest { stream, .. } => Some(*stream),
+                _ => None,
+            })
+            .expect("the server saw the announce interest");
+        pair.server
+            .reply_announces(stream, &[("anon/a", &[5, 6, 7])]);
+        pair.server
+            .reannounce(stream, "anon/a", &[5, 6, 7], &[5, 8]);
+        // A new chain through the client itself: it only hears the end.
+        pair.server.reannounce(stream, "anon/a", &[5, 8], &[5, 77]);
+        pair.pump();
+        let heard: Vec<(bool, Vec<u64>)> = pair
+            .client_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Announced { hops, active, .. } => {
+                    Some((*active, hops[..hops.len() - 1].to_vec()))
+                }
+                _ => None,
+            })
+            .collect();
+        let want = match version {
+            Version::Lite05 => vec![
+                (true, vec![5, 6, 7]),
+                (true, vec![5, 8]),
+                (false, vec![5, 8]),
+            ],
+            _ => vec![
+                (true, vec![5, 6, 7]),
+                (false, vec![5, 6, 7]),
+                (true, vec![5, 8]),
+                (false, vec![5, 8]),
+            ],
+        };
+        assert_eq!(heard, want, "{version}");
+    }
+}

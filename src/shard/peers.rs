@@ -51,6 +51,14 @@ impl Sessions for Peers<'_> {
         }
         self.table.announce(s, stream, b, hops, active)
     }
+    fn reannounce(&mut self, s: SessionKey, stream: u64, b: &str, old: &[u64], new: &[u64]) {
+        if Topology::is_link(s) {
+            // The shard across takes an announcement of a path its link holds as the
+            // route's new chain.
+            return self.links.announce(s, stream, b, new, true);
+        }
+        self.table.reannounce(s, stream, b, old, new)
+    }
     fn subscribe(&mut self, s: SessionKey, request: &Subscribe, token: usize) -> Option<u64> {
         if Topology::is_link(s) {
             return self.links.subscribe(s, request, token);

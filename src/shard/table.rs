@@ -663,6 +663,11 @@ impl Sessions for Table {
             x.announce(stream, b, hops, active)
         }
     }
+    fn reannounce(&mut self, s: SessionKey, stream: u64, b: &str, old: &[u64], new: &[u64]) {
+        if let Some(x) = self.touch(s) {
+            x.reannounce(stream, b, old, new)
+        }
+    }
     fn subscribe(&mut self, s: SessionKey, request: &Subscribe, token: usize) -> Option<u64> {
         self.touch(s)?.subscribe(request, token)
     }
