@@ -360,11 +360,7 @@ impl Relay {
     /// Moves the live tracks of `broadcast` served here to the route through session `to`
     /// (see [`super::Track::rehome`]); tracks ending or finished stay as they are.
     fn rehome_tracks<S: Sessions>(&mut self, broadcast: &str, to: SessionKey, sessions: &mut S) {
-        let Some(entry) = self.broadcasts.get(broadcast) else {
-            return;
-        };
-        let tracks: Vec<usize> = entry.tracks.values().copied().collect();
-        for idx in tracks {
+        for idx in self.served_tracks(broadcast) {
             let Some(track) = self.tracks.get_mut(idx) else {
                 continue;
             };
@@ -386,6 +382,12 @@ impl Relay {
                 self.track_info(to, idx, super::default_info(), sessions);
             }
         }
+    }
+
+    /// The tracks of `broadcast` served from its publisher here (not mirrors).
+    fn served_tracks(&self, broadcast: &str) -> Vec<usize> {
+        let entry = self.broadcasts.get(broadcast);
+        entry.map_or_else(Vec::new, |b| b.tracks.values().copied().collect())
     }
 
     /// Takes what is left of a broadcast's tracks out of its maps (they serve their
@@ -476,11 +478,7 @@ impl Relay {
         spare: Spare,
         sessions: &mut S,
     ) {
-        let Some(entry) = self.broadcasts.get(broadcast) else {
-            return;
-        };
-        let tracks: Vec<usize> = entry.tracks.values().copied().collect();
-        for idx in tracks {
+        for idx in self.served_tracks(broadcast) {
             let Some(track) = self.tracks.get(idx) else {
                 continue;
             };

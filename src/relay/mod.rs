@@ -895,9 +895,11 @@ fn options_of(request: &Subscribe) -> crate::wire::SubscribeOptions {
 
 /// Whether `new` carries the same broadcast as `old` over other relays: both came through
 /// relays (not straight from a publisher) from the same origin, so their groups are the
-/// same and a track can move from one to the other without its subscribers noticing.
+/// same and a track can move from one to the other without its subscribers noticing. An
+/// origin of 0 (lite-03 chains carry no ids) proves nothing.
 fn continues(old: &Route, new: &Route) -> bool {
-    !is_direct(&old.hops) && !is_direct(&new.hops) && old.hops.first() == new.hops.first()
+    let origin = old.hops.first().filter(|&&o| o != 0);
+    !is_direct(&old.hops) && !is_direct(&new.hops) && origin.is_some() && origin == new.hops.first()
 }
 
 /// Track properties for a publisher whose version does not carry them (lite-03/04).

@@ -1462,6 +1462,13 @@ fn group_end(relay: &mut Relay, rec: &mut Recorder, s: SessionKey, token: usize,
     relay.handle(s, end, rec);
 }
 
+/// Session 5 subscribes to `live/b` on `stream`: the calls the relay made.
+fn subscribe_live(relay: &mut Relay, rec: &mut Recorder, stream: u64) -> Vec<Call> {
+    let request = subscribe(stream, "live/b");
+    relay.handle(5, Event::Subscribe { stream, request }, rec);
+    rec.take()
+}
+
 fn frames_to(calls: &[Call], session: SessionKey) -> Vec<Bytes> {
     let frames = calls.iter().filter_map(|c| match c {
         Call::Frame(s, _, payload) if *s == session => Some(payload.clone()),
@@ -1475,16 +1482,7 @@ fn a_track_follows_a_shorter_route_of_the_same_origin_without_its_subscribers_no
     let mut rec = Recorder::default();
     let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
     announced(&mut relay, &mut rec, 1, &[10, 11, 12], true);
-    let request = subscribe(100, "live/b");
-    relay.handle(
-        5,
-        Event::Subscribe {
-            stream: 100,
-            request,
-        },
-        &mut rec,
-    );
-    let calls = rec.take();
+    let calls = subscribe_live(&mut relay, &mut rec, 100);
     let token = upstream_token(&calls);
     let old_up = calls.iter().find_map(|c| match c {
         Call::Subscribe(1, ..) => Some(()),
@@ -1551,16 +1549,7 @@ fn a_route_from_another_origin_gets_fresh_tracks_though_the_old_ones_linger() {
     relay.tick(Instant::now(), &mut rec);
     announced(&mut relay, &mut rec, 1, &[10, 11], true);
     announced(&mut relay, &mut rec, 2, &[30, 31], true);
-    let request = subscribe(100, "live/b");
-    relay.handle(
-        5,
-        Event::Subscribe {
-            stream: 100,
-            request,
-        },
-        &mut rec,
-    );
-    let token = upstream_token(&rec.take());
+    let token = upstream_token(&subscribe_live(&mut relay, &mut rec, 100));
     group_from(&mut relay, &mut rec, 1, token, 0, &[b"old"]);
     group_end(&mut relay, &mut rec, 1, token, 0);
     relay.handle(
@@ -1573,4 +1562,30 @@ fn a_route_from_another_origin_gets_fresh_tracks_though_the_old_ones_linger() {
     announced(&mut relay, &mut rec, 1, &[10, 11], false);
     rec.take();
     assert_eq!(upstream_of(&mut relay, &mut rec, 104), 2);
+}
+
+#[test]
+fn chains_without_ids_prove_no_common_origin() {
+    // lite-03 chains are all zeros: a shorter one takes over as from another origin, its
+    // tracks cut, not moved.
+    let mut rec = Recorder::default();
+    let mut relay = cluster_relay(RelayConfig::default(), &mut rec);
+    announced(&mut relay, &mut rec, 1, &[0, 0, 0], true);
+    let token = upstream_token(&subscribe_live(&mut relay, &mut rec, 100));
+    group_from(&mut relay, &mut rec, 1, token, 0, &[b"a"]);
+    rec.take();
+    announced(&mut relay, &mut rec, 2, &[0, 0], true);
+    let calls = rec.take();
+    assert!(
+        calls.contains(&Call::EndSubscription(
+            5,
+            100,
+            Some(ErrorCode::Cancel.code())
+        )),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Subscribe(2, ..))),
+        "{calls:?}"
+    );
 }

@@ -140,16 +140,7 @@ fn announcements_reveal_only_what_the_session_may_get() {
     );
     let target = format!("/demo?jwt={jwt}");
     let mut pair = Pair::with(Version::Lite05, client(&target), tokens.server(&[]));
-    pair.client.request_announces("demo");
-    pair.pump();
-    let stream = pair
-        .server_events
-        .iter()
-        .find_map(|e| match e {
-            Event::AnnounceInterest { stream, .. } => Some(*stream),
-            _ => None,
-        })
-        .expect("announce interest");
+    let stream = pair.announce_interest("demo");
     pair.server
         .reply_announces(stream, &[("demo/alice", &[]), ("demo/bob", &[])]);
     pair.server.announce(stream, "demo/carol", &[], true);

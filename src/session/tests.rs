@@ -33,6 +33,17 @@ impl Pair {
         Self::with(version, client, SessionConfig::default())
     }
 
+    /// The client asks for announcements under `prefix`: the server's announce stream.
+    fn announce_interest(&mut self, prefix: &str) -> u64 {
+        self.client.request_announces(prefix);
+        self.pump();
+        let stream = self.server_events.iter().find_map(|e| match e {
+            Event::AnnounceInterest { stream, .. } => Some(*stream),
+            _ => None,
+        });
+        stream.expect("the server saw the announce interest")
+    }
+
     /// A pair whose sessions have these settings.
     fn with(
         version: Version,
@@ -345,16 +356,7 @@ fn a_peer_too_far_behind_loses_its_oldest_groups_finished_or_not() {
 #[test]
 fn a_broadcast_ends_for_a_subscriber_only_after_its_track_ended_and_a_grace() {
     let mut pair = Pair::new(Version::Lite05);
-    pair.client.request_announces("anon").unwrap();
-    pair.pump();
-    let stream = pair
-        .server_events
-        .iter()
-        .find_map(|e| match e {
-            Event::AnnounceInterest { stream, .. } => Some(*stream),
-            _ => None,
-        })
-        .expect("the server saw the announce interest");
+    let stream = pair.announce_interest("anon");
     pair.server.reply_announces(stream, &[("anon/x", &[])]);
     pair.pump();
     let sub = pair.subscribe(0, false, Duration::ZERO);
@@ -621,16 +623,7 @@ fn broadcasts_whose_chain_passed_through_the_peer_are_not_announced_back_to_it()
             ..SessionConfig::default()
         };
         let mut pair = Pair::with(version, client, server);
-        pair.client.request_announces("anon").unwrap();
-        pair.pump();
-        let stream = pair
-            .server_events
-            .iter()
-            .find_map(|e| match e {
-                Event::AnnounceInterest { stream, .. } => Some(*stream),
-                _ => None,
-            })
-            .expect("the server saw the announce interest");
+        let stream = pair.announce_interest("anon");
         // The client's id (its exclude_hop) is on the chains of b and c: they came
         // through it.
         pair.server
@@ -673,16 +666,7 @@ fn a_route_change_restarts_the_announcement_on_lite05_and_ends_it_before() {
             ..SessionConfig::default()
         };
         let mut pair = Pair::with(version, client, SessionConfig::default());
-        pair.client.request_announces("anon").unwrap();
-        pair.pump();
-        let stream = pair
-            .server_events
-            .iter()
-            .find_map(|e| match e {
-                Event::AnnounceInterest { stream, .. } => Some(*stream),
-                _ => None,
-            })
-            .expect("the server saw the announce interest");
+        let stream = pair.announce_interest("anon");
         pair.server
             .reply_announces(stream, &[("anon/a", &[5, 6, 7])]);
         pair.server
