@@ -518,3 +518,61 @@ async fn a_relay_drops_announcements_longer_than_its_max_hops() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_publisher_lingers_for_cluster_linger_and_a_waiting_subscriber_is_refused_at_its_end(
+) -> Result<()> {
+    // `--cluster-linger 3s`: the broadcast stays announced after the publisher's session
+    // timed out (a subscriber connecting then, most likely given the key the publisher's
+    // session had, still hears of it); `0s`: it ends with the session.
+    for (linger, lingers) in [("3s", true), ("0s", false)] {
+        let a = Relay::start_with(&[
+            "--threads",
+            "1",
+            "--idle-timeout-ms",
+            IDLE_MS,
+            "--cluster-linger",
+            linger,
+        ])
+        .await?;
+        // A publisher that vanishes: killed, it never closes its session.
+        // (Its stdin held open: it would end the track at the end of its input.)
+        let mut publisher = common::moqring_client("pub", &a.url(""), "gone", &[])?;
+        let _stdin = publisher.take_stdin();
+        a.child().wait_log("broadcast announced", 1).await?;
+        publisher.kill();
+        // A subscriber during the linger waits for the publisher to come back.
+        let waiting = match lingers {
+            true => {
+                a.child().wait_log("publisher left abruptly", 1).await?;
+                Some(sub(&a, "gone")?)
+            }
+            false => None,
+        };
+        let ended = a.child().wait_log("broadcast ended", 1).await?;
+        let log = a.log_tail();
+        let said = log.find("publisher left abruptly");
+        ensure!(
+            said.is_some() == lingers,
+            "--cluster-linger {linger}: lingered {}:\n{log}",
+            said.is_some()
+        );
+        if !lingers {
+            continue;
+        }
+        ensure!(
+            said < log.find(&ended),
+            "the linger comes before the end:\n{log}"
+        );
+        // Nobody came back: it is refused with NotFound (13) at the linger's end.
+        let waiting = waiting.context("a subscriber")?;
+        let Err(err) = waiting.output().await else {
+            bail!("a subscriber to a broadcast nobody republished succeeded");
+        };
+        ensure!(
+            format!("{err:#}").contains("error code 13; wrote 0 bytes"),
+            "the waiting subscriber was not refused with NotFound: {err:#}"
+        );
+    }
+    Ok(())
+}

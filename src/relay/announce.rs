@@ -286,6 +286,9 @@ impl Relay {
                 continue;
             }
             entry.publishers[0].lingers_until = Some(until);
+            // Its key goes to the next session to connect; the route is nobody's now.
+            entry.publishers[0].session = super::topology::GONE;
+            entry.current = Some(super::topology::GONE);
             tracing::info!(%broadcast, session = key, "publisher left abruptly: broadcast stays announced for the linger");
             self.end_broadcast_tracks(&broadcast, Spare::Finished, sessions);
         }

@@ -1589,3 +1589,38 @@ fn chains_without_ids_prove_no_common_origin() {
         "{calls:?}"
     );
 }
+
+#[test]
+fn a_new_session_with_the_key_of_a_lingering_publisher_hears_of_it_and_cannot_end_it() {
+    let mut rec = Recorder::default();
+    let config = RelayConfig {
+        route_linger: Duration::from_secs(5),
+        ..RelayConfig::default()
+    };
+    let start = Instant::now();
+    let mut relay = cluster_relay(config, &mut rec);
+    relay.tick(start, &mut rec);
+    announced(&mut relay, &mut rec, 1, &[], true);
+    rec.abrupt.push(1);
+    relay.handle(1, Event::Closed, &mut rec);
+    rec.abrupt.clear();
+    // Session keys are reused: the next session to connect gets 1 and asks for
+    // announcements.
+    relay.handle(1, Event::Ready, &mut rec);
+    let interest = Event::AnnounceInterest {
+        stream: 10,
+        prefix: String::new(),
+    };
+    relay.handle(1, interest, &mut rec);
+    let calls = rec.take();
+    assert!(
+        calls.contains(&Call::ReplyAnnounces(1, 10, vec!["live/b".into()])),
+        "{calls:?}"
+    );
+    // It leaves cleanly (it published nothing): the lingering broadcast stays until its
+    // linger ends.
+    relay.handle(1, Event::Closed, &mut rec);
+    assert_eq!(watcher_heard(&rec.take()), Vec::<bool>::new());
+    relay.tick(start + Duration::from_secs(5), &mut rec);
+    assert_eq!(watcher_heard(&rec.take()), vec![false]);
+}

@@ -14,6 +14,11 @@ use super::SessionKey;
 /// connections use small slab keys.
 const LINK_BASE: SessionKey = usize::MAX - MAX_SHARDS;
 
+/// The session key of routes whose session left abruptly and that linger (see
+/// `RelayConfig::route_linger`): not any session's, since a new session may get the key
+/// the old one had.
+pub const GONE: SessionKey = LINK_BASE - 1;
+
 /// Shards a relay can run at most (connection IDs carry the shard index in one byte).
 pub const MAX_SHARDS: usize = 256;
 
