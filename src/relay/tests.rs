@@ -1244,55 +1244,46 @@ fn a_clean_close_ends_the_broadcast_at_once_even_with_a_linger() {
     assert_eq!(watcher_heard(&rec.take()), vec![false]);
 }
 
-#[test]
-fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_meanwhile() {
-    let mut rec = Recorder::default();
-    let mut relay = relay_with_publisher(&mut rec);
-    relay.tick(Instant::now(), &mut rec);
+/// A relay whose publisher serves `anon/demo` to subscriber 2 (stream 10), group 0 open
+/// with `frames`: the upstream token.
+fn demo_with_open_group(rec: &mut Recorder, frames: &[&'static [u8]]) -> (Relay, usize) {
+    let mut relay = relay_with_publisher(rec);
+    relay.tick(Instant::now(), rec);
+    let request = subscribe(0, "anon/demo");
     relay.handle(
         2,
         Event::Subscribe {
             stream: 10,
-            request: subscribe(0, "anon/demo"),
+            request,
         },
-        &mut rec,
+        rec,
     );
     let token = upstream_token(&rec.take());
-    relay.handle(
-        PUB,
-        Event::Group {
-            token,
-            stream: 3,
-            sequence: 0,
-        },
-        &mut rec,
-    );
-    relay.handle(
-        PUB,
-        Event::Frame {
-            token,
-            sequence: 0,
-            frame: frame(b"last"),
-        },
-        &mut rec,
-    );
+    group_from(&mut relay, rec, PUB, token, 0, frames);
+    (relay, token)
+}
+
+/// The publisher unannounces `anon/demo` (its session lives on).
+fn unannounce_demo(relay: &mut Relay, rec: &mut Recorder) {
+    let path = "anon/demo".into();
+    let end = Event::Announced {
+        stream: 0,
+        path,
+        hops: vec![],
+        active: false,
+    };
+    relay.handle(PUB, end, rec);
+}
+
+#[test]
+fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_meanwhile() {
+    let mut rec = Recorder::default();
+    let (mut relay, token) = demo_with_open_group(&mut rec, &[b"last"]);
     // The publisher ends the track cleanly with group 0 still open, then unannounces
     // (moq-relay sends both at once).
-    relay.handle(
-        PUB,
-        Event::SubscriptionClosed { token, error: None },
-        &mut rec,
-    );
-    relay.handle(
-        PUB,
-        Event::Announced {
-            stream: 0,
-            path: "anon/demo".into(),
-            hops: vec![],
-            active: false,
-        },
-        &mut rec,
-    );
+    let closed = Event::SubscriptionClosed { token, error: None };
+    relay.handle(PUB, closed, &mut rec);
+    unannounce_demo(&mut relay, &mut rec);
     let calls = rec.take();
     assert!(
         !calls
@@ -1300,15 +1291,7 @@ fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_mean
             .any(|c| matches!(c, Call::EndSubscription(2, 10, _) | Call::ResetGroup(2, ..))),
         "{calls:?}"
     );
-    relay.handle(
-        PUB,
-        Event::GroupEnd {
-            token,
-            sequence: 0,
-            error: None,
-        },
-        &mut rec,
-    );
+    group_end(&mut relay, &mut rec, PUB, token, 0);
     let calls = rec.take();
     assert!(
         calls.iter().any(|c| matches!(c, Call::FinishGroup(2, _))),
@@ -1322,59 +1305,19 @@ fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_mean
     // The broadcast ends before the track does (the publisher's session lives on): the
     // track still ends on its own, cleanly.
     let mut rec = Recorder::default();
-    let mut relay = relay_with_publisher(&mut rec);
-    relay.tick(Instant::now(), &mut rec);
-    relay.handle(
-        2,
-        Event::Subscribe {
-            stream: 10,
-            request: subscribe(0, "anon/demo"),
-        },
+    let (mut relay, token) = demo_with_open_group(&mut rec, &[]);
+    unannounce_demo(&mut relay, &mut rec);
+    group_from(
+        &mut relay,
         &mut rec,
-    );
-    let token = upstream_token(&rec.take());
-    relay.handle(
         PUB,
-        Event::Group {
-            token,
-            stream: 3,
-            sequence: 0,
-        },
-        &mut rec,
+        token,
+        0,
+        &[b"after the unannounce"],
     );
-    relay.handle(
-        PUB,
-        Event::Announced {
-            stream: 0,
-            path: "anon/demo".into(),
-            hops: vec![],
-            active: false,
-        },
-        &mut rec,
-    );
-    relay.handle(
-        PUB,
-        Event::Frame {
-            token,
-            sequence: 0,
-            frame: frame(b"after the unannounce"),
-        },
-        &mut rec,
-    );
-    relay.handle(
-        PUB,
-        Event::GroupEnd {
-            token,
-            sequence: 0,
-            error: None,
-        },
-        &mut rec,
-    );
-    relay.handle(
-        PUB,
-        Event::SubscriptionClosed { token, error: None },
-        &mut rec,
-    );
+    group_end(&mut relay, &mut rec, PUB, token, 0);
+    let closed = Event::SubscriptionClosed { token, error: None };
+    relay.handle(PUB, closed, &mut rec);
     let calls = rec.take();
     assert!(
         calls
@@ -1389,30 +1332,9 @@ fn a_track_ending_cleanly_finishes_its_last_group_though_the_broadcast_ends_mean
 
     // The same, but the publisher's session goes: its open group cannot finish.
     let mut rec = Recorder::default();
-    let mut relay = relay_with_publisher(&mut rec);
-    relay.handle(
-        2,
-        Event::Subscribe {
-            stream: 10,
-            request: subscribe(0, "anon/demo"),
-        },
-        &mut rec,
-    );
-    let token = upstream_token(&rec.take());
-    relay.handle(
-        PUB,
-        Event::Group {
-            token,
-            stream: 3,
-            sequence: 0,
-        },
-        &mut rec,
-    );
-    relay.handle(
-        PUB,
-        Event::SubscriptionClosed { token, error: None },
-        &mut rec,
-    );
+    let (mut relay, token) = demo_with_open_group(&mut rec, &[]);
+    let closed = Event::SubscriptionClosed { token, error: None };
+    relay.handle(PUB, closed, &mut rec);
     relay.handle(PUB, Event::Closed, &mut rec);
     assert!(rec
         .take()
