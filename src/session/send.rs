@@ -2,8 +2,18 @@
 //!
 //! Each stream we write keeps a FIFO of shared `Bytes` chunks. `flush` hands them to quiche
 //! with `stream_send_zc` (no copy); a partial write keeps the unsent tail at the front.
+//!
+//! A FIN is written with the data of the same flush when it can. quiche 0.30 counts a
+//! stream's send side complete once its data is acknowledged, FIN or not
+//! (cloudflare/quiche#2525): a FIN written alone while the stream's last data is still in
+//! flight is dropped with the stream when that data's ACK comes first (the FIN still queued
+//! behind a full congestion window, or its packet lost), and the peer never sees the stream
+//! end. So a FIN with no data of its own, on a uni stream or a bidi stream the peer
+//! finished, waits until the last data had a probe timeout to be acknowledged, and for room
+//! in the congestion window; data lost meanwhile is sent again with the FIN on it.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -38,7 +48,12 @@ pub enum Flushed {
     Pending,
     /// The peer stopped the stream (STOP_SENDING) with this code, or it is gone.
     Stopped(u64),
+    /// Everything is in quiche but the FIN, which waits until then (see the module docs).
+    FinWait(Instant),
 }
+
+/// The peer's largest ACK delay we plan for (RFC 9000's default `max_ack_delay`).
+const PEER_ACK_DELAY: Duration = Duration::from_millis(25);
 
 /// One stream's unsent data.
 #[derive(Debug)]
@@ -54,6 +69,8 @@ pub struct OutStream {
     pub dirty: bool,
     /// The sequence of the group it carries, if it is a group stream (for log lines).
     group: Option<u64>,
+    /// When data was last handed to quiche.
+    handed_at: Option<Instant>,
 }
 
 impl OutStream {
@@ -68,6 +85,7 @@ impl OutStream {
             opened,
             dirty: false,
             group: None,
+            handed_at: None,
         }
     }
 
@@ -103,8 +121,44 @@ impl OutStream {
         self.queued
     }
 
-    /// Moves as much as quiche accepts into the connection.
-    pub fn flush(&mut self, conn: &mut Conn, id: u64) -> Flushed {
+    /// Moves as much as quiche accepts into the connection, the FIN too when it may go
+    /// (see the module docs).
+    pub fn flush(&mut self, conn: &mut Conn, id: u64, now: Instant) -> Flushed {
+        let before = self.queued;
+        let state = self.flush_data(conn, id);
+        // Handed over now, it is not sent yet: a FIN now leaves with it.
+        let handed = self.queued < before;
+        if handed {
+            self.handed_at = Some(now);
+        }
+        if state != Flushed::Idle || !self.fin {
+            return state;
+        }
+        // A bidi stream the peer has not finished is not collected before its FIN is sent.
+        let at_risk = id & 2 != 0 || conn.stream_finished(id);
+        if let Some(at) = self.handed_at.filter(|_| !handed && at_risk) {
+            let due = at + fin_alone_wait(conn);
+            if now < due {
+                return Flushed::FinWait(due);
+            }
+            if conn.stream_capacity(id).is_ok_and(|room| room == 0) {
+                // A full congestion window would keep it in quiche while ACKs come in.
+                return Flushed::Pending;
+            }
+        }
+        match conn.stream_send(id, &[], true) {
+            Ok(_) => {
+                self.mark_opened(conn, id);
+                Flushed::Done
+            }
+            Err(quiche::Error::Done) | Err(quiche::Error::StreamLimit) => Flushed::Pending,
+            Err(quiche::Error::StreamStopped(code)) => Flushed::Stopped(code),
+            Err(_) => Flushed::Stopped(0),
+        }
+    }
+
+    /// Moves as much queued data as quiche accepts into the connection (no FIN).
+    pub fn flush_data(&mut self, conn: &mut Conn, id: u64) -> Flushed {
         while let Some(front) = self.chunks.front() {
             let len = front.len();
             // A clone is a refcount increment; on `Err` quiche drops what it was given.
@@ -125,19 +179,6 @@ impl OutStream {
                             self.chunks.pop_front();
                         }
                     }
-                }
-                Err(quiche::Error::Done) | Err(quiche::Error::StreamLimit) => {
-                    return Flushed::Pending
-                }
-                Err(quiche::Error::StreamStopped(code)) => return Flushed::Stopped(code),
-                Err(_) => return Flushed::Stopped(0),
-            }
-        }
-        if self.fin {
-            match conn.stream_send(id, &[], true) {
-                Ok(_) => {
-                    self.mark_opened(conn, id);
-                    return Flushed::Done;
                 }
                 Err(quiche::Error::Done) | Err(quiche::Error::StreamLimit) => {
                     return Flushed::Pending
@@ -174,4 +215,11 @@ impl OutStream {
             let _ = conn.stream_priority(id, self.urgency, self.incremental);
         }
     }
+}
+
+/// How long a FIN with no data of its own waits after the stream's last data went to quiche:
+/// a probe timeout (RFC 9002 section 6.2.1), by when that data is acknowledged unless lost.
+fn fin_alone_wait(conn: &Conn) -> Duration {
+    let path = conn.path_stats().find(|p| p.active);
+    path.map_or(Duration::ZERO, |p| p.rtt + 4 * p.rttvar) + PEER_ACK_DELAY
 }

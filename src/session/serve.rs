@@ -226,7 +226,7 @@ impl Session {
             self.queued -= out.queued();
             if !out.is_opened() {
                 // Open it first so the peer is not left with a stream that never ends.
-                let _ = out.flush(&mut self.conn, group);
+                let _ = out.flush_data(&mut self.conn, group);
             }
         }
         // Out of its subscription's ranking too: a re-rank must not lower the urgency

@@ -386,6 +386,9 @@ fn a_broadcast_ends_for_a_subscriber_only_after_its_track_ended_and_a_grace() {
     // track ended (not at the publisher's FIN: see `on_stream_end`).
     pair.client.unsubscribe(sub);
     pair.pump();
+    // Our FIN, alone after the client's, waits for its data's ACK (see `send`).
+    pair.now += Duration::from_millis(100);
+    pair.pump();
     assert!(
         !ended(&pair.client_events),
         "the end of the broadcast waits for the grace"
@@ -699,4 +702,63 @@ fn a_route_change_restarts_the_announcement_on_lite05_and_ends_it_before() {
         };
         assert_eq!(heard, want, "{version}");
     }
+}
+
+/// quiche 0.30 counts a stream's send side complete once its data is acknowledged, FIN or
+/// not (cloudflare/quiche#2525). A group's FIN that comes after its frames went out must
+/// still reach the subscriber when their ACK is read before the FIN is sent.
+#[test]
+fn a_group_end_after_its_frames_went_out_survives_their_ack_coming_first() {
+    let mut pair = Pair::new(Version::Lite05);
+    let sub = pair.subscribe(0, true, Duration::ZERO);
+    pair.server.subscribe_ok(sub, 0);
+    let group = pair.server.open_group(sub, 0).unwrap();
+    let payload = Bytes::from(vec![0x5a; 3000]);
+    pair.server
+        .send_frame(group, &Frame::new(payload.clone(), 0, 0));
+    let mut buf = vec![0u8; 65536];
+    // The frame goes out; the client's ACK of it is on its way back.
+    assert!(carry(
+        &mut pair.server,
+        &mut pair.client,
+        SERVER,
+        CLIENT,
+        pair.now,
+        &mut buf
+    ));
+    pair.client.conn_mut().send_ack_eliciting().unwrap();
+    pair.server.finish_group(group);
+    pair.server.flush(pair.now);
+    // The ACK arrives before the server sends again.
+    assert!(carry(
+        &mut pair.client,
+        &mut pair.server,
+        CLIENT,
+        SERVER,
+        pair.now,
+        &mut buf
+    ));
+    pair.pump();
+    pair.now += Duration::from_secs(1);
+    pair.pump();
+    let frames: Vec<_> = pair
+        .client_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Frame { frame, .. } => Some(frame.payload().clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames, vec![payload]);
+    assert!(
+        pair.client_events.iter().any(|e| matches!(
+            e,
+            Event::GroupEnd {
+                sequence: 0,
+                error: None,
+                ..
+            }
+        )),
+        "the client read the group's end"
+    );
 }
