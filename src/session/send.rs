@@ -135,7 +135,7 @@ impl OutStream {
             return state;
         }
         // A bidi stream the peer has not finished is not collected before its FIN is sent.
-        let at_risk = id & 2 != 0 || conn.stream_finished(id);
+        let at_risk = !super::wire_is_bidi(id) || conn.stream_finished(id);
         if let Some(at) = self.handed_at.filter(|_| !handed && at_risk) {
             let due = at + fin_alone_wait(conn);
             if now < due {
