@@ -528,10 +528,13 @@ impl Peer {
         resets.into_iter().map(|(_, code)| code).collect()
     }
 
-    /// Pumps until `done` holds for the group streams seen (panics after [`LIMIT`]).
+    /// Pumps this peer, and `publisher` (its packets may still need sending or sending
+    /// again: nothing else drives its connection meanwhile), until `done` holds for the
+    /// group streams seen (panics after [`LIMIT`]).
     pub fn await_groups(
         &mut self,
         what: &str,
+        publisher: &mut Peer,
         done: impl Fn(&[GroupSeen]) -> bool,
     ) -> Vec<GroupSeen> {
         let deadline = Instant::now() + LIMIT;
@@ -546,6 +549,7 @@ impl Peer {
                 self.close_code()
             );
             self.pump();
+            publisher.pump();
         }
     }
 }

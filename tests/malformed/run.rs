@@ -261,7 +261,9 @@ fn publisher(addr: SocketAddr, case: &Case, v: Version) -> Result<Outcome, Strin
     let group_case = matches!(case.on, On::Group | On::GroupBeforeOk);
     if group_case && !matches!(outcome, Outcome::Closed(_)) {
         publisher.send_group(request.id, 1, &[b"after"]);
-        let groups = subscriber.await_groups("the next group", |gs| finished(gs, 1).is_some());
+        let groups = subscriber.await_groups("the next group", &mut publisher, |gs| {
+            finished(gs, 1).is_some()
+        });
         if finished(&groups, 1) != Some(&[b"after".to_vec()][..]) {
             return Err(format!("the next group arrived damaged: {groups:?}"));
         }
