@@ -30,27 +30,6 @@ fn wt_pair(version: Version) -> Pair {
     )
 }
 
-fn frames_of(events: &[Event], sequence: u64) -> Vec<Bytes> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Frame {
-                sequence: s, frame, ..
-            } if *s == sequence => Some(frame.payload().clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn group_end(events: &[Event], sequence: u64) -> Option<Option<u64>> {
-    events.iter().find_map(|e| match e {
-        Event::GroupEnd {
-            sequence: s, error, ..
-        } if *s == sequence => Some(*error),
-        _ => None,
-    })
-}
-
 #[test]
 fn every_version_carries_groups_byte_exact_with_reset_codes_mapped() {
     for version in Version::ALL {
