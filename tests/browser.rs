@@ -561,9 +561,24 @@ async fn browser_to_moqring_sub(relay: &Relay, fingerprint: &str) -> Result<()> 
         payloads.push(payload);
     }
     let mut run = BrowserRun::start(&tasks)?;
-    for (i, (sub, payload)) in subs.iter_mut().zip(&payloads).enumerate() {
-        let got = sub.read(payload.byte_len()).await;
+    // All are read at once: a sub whose stdout nobody reads blocks writing it, stops
+    // acknowledging, and the relay rightly resets its groups once they are late.
+    let reads: Vec<_> = subs
+        .into_iter()
+        .zip(&payloads)
+        .map(|(mut sub, payload)| {
+            let len = payload.byte_len();
+            tokio::spawn(async move {
+                let got = sub.read(len).await;
+                (sub, got)
+            })
+        })
+        .collect();
+    let mut subs = Vec::new();
+    for (i, (read, payload)) in reads.into_iter().zip(&payloads).enumerate() {
+        let (sub, got) = read.await.context("reading a moqring sub's output")?;
         assert_bytes_eq(&got, &payload.concat(), &format!("moqring sub {i}"));
+        subs.push(sub);
     }
     run.end_tracks().await?;
     for (i, sub) in subs.into_iter().enumerate() {
