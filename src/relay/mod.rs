@@ -30,6 +30,11 @@ use crate::wire::{ErrorCode, Subscribe, TrackInfo};
 /// ends without them.
 const END_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a subscription passed on by another shard waits for the broadcast's
+/// announcement to reach this shard: the other shard heard of it first, the mail telling
+/// this one is on its way from the publisher's shard.
+const ANNOUNCE_IN_FLIGHT: Duration = Duration::from_secs(1);
+
 /// Limits the relay enforces.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -296,6 +301,9 @@ pub struct Relay {
     /// Subscriptions to broadcasts whose publisher left abruptly and lingers: answered
     /// when a publisher is back, refused when the linger ends.
     waiting: Vec<(SessionKey, u64, Subscribe)>,
+    /// Subscriptions passed on by other shards for broadcasts this shard has not heard
+    /// of yet, refused at the time given.
+    unheard: Vec<(Instant, SessionKey, u64, Subscribe)>,
 }
 
 impl Relay {
@@ -322,6 +330,7 @@ impl Relay {
             fetches: Slab::new(),
             held_unannounces: Vec::new(),
             waiting: Vec::new(),
+            unheard: Vec::new(),
         }
     }
 
@@ -354,6 +363,11 @@ impl Relay {
         if !self.held_unannounces.is_empty() {
             self.release_unannounces(|held| held.until.is_some_and(|t| t <= now), sessions);
         }
+        while let Some(pos) = self.unheard.iter().position(|(at, ..)| *at <= now) {
+            let (_, key, stream, request) = self.unheard.swap_remove(pos);
+            tracing::debug!(broadcast = %request.broadcast, "subscription from another shard: broadcast never announced here");
+            sessions.reject(key, stream, ErrorCode::NotFound);
+        }
         while let Some(pos) = self.ending.iter().position(|(at, _)| *at <= now) {
             let (_, idx) = self.ending.swap_remove(pos);
             // Groups of the announced range that never opened are lost; the track ends.
@@ -377,6 +391,7 @@ impl Relay {
         departed
             .chain(self.expiring.iter().map(|(at, _)| *at))
             .chain(self.ending.iter().map(|(at, _)| *at))
+            .chain(self.unheard.iter().map(|(at, ..)| *at))
             .chain(held)
             .chain(self.next_linger())
             .min()
@@ -642,6 +657,14 @@ impl Relay {
             self.waiting.push((key, stream, request));
             return;
         }
+        if Topology::is_link(key) && !self.broadcasts.contains_key(&request.broadcast) {
+            if let Some(now) = self.now {
+                tracing::debug!(broadcast = %request.broadcast, "subscription from another shard waits for the announcement");
+                self.unheard
+                    .push((now + ANNOUNCE_IN_FLIGHT, key, stream, request));
+                return;
+            }
+        }
         let Some(idx) = self.track_index(&request.broadcast, &request.track, key) else {
             tracing::debug!(broadcast = %request.broadcast, track = %request.track, "subscribe to unknown broadcast");
             sessions.reject(key, stream, ErrorCode::NotFound);
@@ -686,6 +709,15 @@ impl Relay {
     /// Answers the subscriptions waiting for `broadcast` once it is served again, or
     /// refuses them once it is not even lingering.
     fn settle_waiting<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
+        if self.unheard.iter().any(|(.., r)| r.broadcast == broadcast) {
+            let (heard, keep) = std::mem::take(&mut self.unheard)
+                .into_iter()
+                .partition(|(.., r)| r.broadcast == broadcast);
+            self.unheard = keep;
+            for (_, key, stream, request) in heard {
+                self.subscribe(key, stream, request, sessions);
+            }
+        }
         if !self
             .waiting
             .iter()
@@ -714,6 +746,8 @@ impl Relay {
     fn cancel<S: Sessions>(&mut self, key: SessionKey, stream: u64, sessions: &mut S) {
         self.waiting
             .retain(|(s, id, _)| !(*s == key && *id == stream));
+        self.unheard
+            .retain(|(_, s, id, _)| !(*s == key && *id == stream));
         self.watchers
             .retain(|w| !(w.session == key && w.stream == stream));
         let Some(idx) = self
@@ -827,6 +861,7 @@ impl Relay {
     fn remove_session<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
         self.watchers.retain(|w| w.session != key);
         self.waiting.retain(|(s, _, _)| *s != key);
+        self.unheard.retain(|(_, s, ..)| *s != key);
         if sessions.left_abruptly(key) {
             self.linger_all(key, sessions);
         } else {

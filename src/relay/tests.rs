@@ -1546,3 +1546,47 @@ fn a_new_session_with_the_key_of_a_lingering_publisher_hears_of_it_and_cannot_en
     relay.tick(start + Duration::from_secs(5), &mut rec);
     assert_eq!(watcher_heard(&rec.take()), vec![false]);
 }
+
+#[test]
+fn a_subscription_from_another_shard_waits_for_the_announcement_still_on_its_way() {
+    let mut rec = Recorder::default();
+    let shard = Topology::new(0, 2).owner("live/b", "video");
+    let other = Topology::link(1 - shard);
+    let mut relay = Relay::sharded(RelayConfig::default(), Topology::new(shard, 2));
+    relay.open_links(&mut rec);
+    let start = Instant::now();
+    relay.tick(start, &mut rec);
+    rec.take();
+    // The other shard heard of live/b first and passes a subscription on; the mail telling
+    // this shard of the broadcast comes after it.
+    let passed_on = |stream, broadcast| Event::Subscribe {
+        stream,
+        request: subscribe(stream, broadcast),
+    };
+    relay.handle(other, passed_on(4, "live/b"), &mut rec);
+    relay.handle(other, passed_on(8, "live/never"), &mut rec);
+    assert_eq!(rec.take(), vec![], "neither is refused at once");
+    assert_eq!(relay.next_timeout(), Some(start + ANNOUNCE_IN_FLIGHT));
+    announced(&mut relay, &mut rec, other, &[], true);
+    let calls = rec.take();
+    assert!(
+        calls.contains(&Call::SubscribeOk(other, 4))
+            && calls
+                .iter()
+                .any(|c| matches!(c, Call::Subscribe(s, b, ..) if *s == other && b == "live/b")),
+        "served once announced: {calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| matches!(c, Call::Reject(..))),
+        "{calls:?}"
+    );
+    // A broadcast that never comes is refused once the wait is over, not before.
+    relay.tick(start + ANNOUNCE_IN_FLIGHT / 2, &mut rec);
+    assert_eq!(rec.take(), vec![]);
+    relay.tick(start + ANNOUNCE_IN_FLIGHT, &mut rec);
+    assert_eq!(
+        rec.take(),
+        vec![Call::Reject(other, 8, ErrorCode::NotFound)]
+    );
+    assert_eq!(relay.next_timeout(), None);
+}

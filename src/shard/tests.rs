@@ -513,11 +513,12 @@ fn relay_memory_returns_to_baseline_after_thousands_of_groups() {
     let long = relay_heap_after(20_000);
     eprintln!("relay heap with everyone gone: {short} bytes after 500 groups, {long} after 20000");
     // What stays is capacity kept by maps and scratch lists, which depends on how the end
-    // (connections draining, announcements held for ending subscriptions) interleaves with
-    // the clock: measured 0-3 KB apart between runs, the same with five times the
-    // subscriber churn. Nothing is held per group: one byte per group would be 19.5 KB.
+    // (connections draining, announcements held for ending subscriptions) and the most
+    // group streams open at once (a group's end sent alone waits a probe timeout, on the
+    // real clock) interleave with the clock: measured 0-4.8 KB apart between runs, in a
+    // few fixed steps. Nothing is held per group: one byte per group would be 19.5 KB.
     assert!(
-        long - short < 4096,
+        long - short < 8192,
         "{} bytes more after 19500 more groups",
         long - short
     );
