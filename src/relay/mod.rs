@@ -298,12 +298,20 @@ pub struct Relay {
     /// Ends of broadcasts not yet told to watchers: they wait for this shard's mirrors of
     /// the broadcast, which hear of the end on another path (from the owner shard).
     held_unannounces: Vec<announce::Unannounce>,
-    /// Subscriptions to broadcasts whose publisher left abruptly and lingers: answered
-    /// when a publisher is back, refused when the linger ends.
-    waiting: Vec<(SessionKey, u64, Subscribe)>,
-    /// Subscriptions passed on by other shards for broadcasts this shard has not heard
-    /// of yet, refused at the time given.
-    unheard: Vec<(Instant, SessionKey, u64, Subscribe)>,
+    /// Subscriptions that wait for their broadcast: one whose publisher left abruptly and
+    /// lingers, or (with a deadline) one another shard passed on that this shard has not
+    /// heard of yet.
+    waiting: Vec<Waiting>,
+}
+
+/// A subscription waiting for its broadcast: answered once the broadcast is served (see
+/// `Relay::settle_waiting`), refused when its linger ends or at `until`.
+#[derive(Debug)]
+struct Waiting {
+    key: SessionKey,
+    stream: u64,
+    request: Subscribe,
+    until: Option<Instant>,
 }
 
 impl Relay {
@@ -330,7 +338,6 @@ impl Relay {
             fetches: Slab::new(),
             held_unannounces: Vec::new(),
             waiting: Vec::new(),
-            unheard: Vec::new(),
         }
     }
 
@@ -363,10 +370,14 @@ impl Relay {
         if !self.held_unannounces.is_empty() {
             self.release_unannounces(|held| held.until.is_some_and(|t| t <= now), sessions);
         }
-        while let Some(pos) = self.unheard.iter().position(|(at, ..)| *at <= now) {
-            let (_, key, stream, request) = self.unheard.swap_remove(pos);
-            tracing::debug!(broadcast = %request.broadcast, "subscription from another shard: broadcast never announced here");
-            sessions.reject(key, stream, ErrorCode::NotFound);
+        while let Some(pos) = self
+            .waiting
+            .iter()
+            .position(|w| w.until.is_some_and(|t| t <= now))
+        {
+            let w = self.waiting.swap_remove(pos);
+            tracing::debug!(broadcast = %w.request.broadcast, "subscription from another shard: broadcast never announced here");
+            sessions.reject(w.key, w.stream, ErrorCode::NotFound);
         }
         while let Some(pos) = self.ending.iter().position(|(at, _)| *at <= now) {
             let (_, idx) = self.ending.swap_remove(pos);
@@ -391,7 +402,7 @@ impl Relay {
         departed
             .chain(self.expiring.iter().map(|(at, _)| *at))
             .chain(self.ending.iter().map(|(at, _)| *at))
-            .chain(self.unheard.iter().map(|(at, ..)| *at))
+            .chain(self.waiting.iter().filter_map(|w| w.until))
             .chain(held)
             .chain(self.next_linger())
             .min()
@@ -654,14 +665,23 @@ impl Relay {
         });
         if lingering {
             tracing::debug!(broadcast = %request.broadcast, "subscription waits for the lingering broadcast's publisher");
-            self.waiting.push((key, stream, request));
+            self.waiting.push(Waiting {
+                key,
+                stream,
+                request,
+                until: None,
+            });
             return;
         }
         if Topology::is_link(key) && !self.broadcasts.contains_key(&request.broadcast) {
             if let Some(now) = self.now {
                 tracing::debug!(broadcast = %request.broadcast, "subscription from another shard waits for the announcement");
-                self.unheard
-                    .push((now + ANNOUNCE_IN_FLIGHT, key, stream, request));
+                self.waiting.push(Waiting {
+                    key,
+                    stream,
+                    request,
+                    until: Some(now + ANNOUNCE_IN_FLIGHT),
+                });
                 return;
             }
         }
@@ -706,22 +726,13 @@ impl Relay {
         }
     }
 
-    /// Answers the subscriptions waiting for `broadcast` once it is served again, or
-    /// refuses them once it is not even lingering.
+    /// Answers the subscriptions waiting for `broadcast` once it is announced, or served
+    /// again after a linger, or refuses them once it is not even lingering.
     fn settle_waiting<S: Sessions>(&mut self, broadcast: &str, sessions: &mut S) {
-        if self.unheard.iter().any(|(.., r)| r.broadcast == broadcast) {
-            let (heard, keep) = std::mem::take(&mut self.unheard)
-                .into_iter()
-                .partition(|(.., r)| r.broadcast == broadcast);
-            self.unheard = keep;
-            for (_, key, stream, request) in heard {
-                self.subscribe(key, stream, request, sessions);
-            }
-        }
         if !self
             .waiting
             .iter()
-            .any(|(_, _, r)| r.broadcast == broadcast)
+            .any(|w| w.request.broadcast == broadcast)
         {
             return;
         }
@@ -730,24 +741,20 @@ impl Relay {
             .get(broadcast)
             .and_then(|b| b.active(broadcast))
             .is_some_and(|r| r.lingers_until.is_some());
-        if lingering {
-            return;
-        }
+        // One not heard of before goes on even so: it waits for the linger if there is one.
         let (due, keep) = std::mem::take(&mut self.waiting)
             .into_iter()
-            .partition(|(_, _, r)| r.broadcast == broadcast);
+            .partition(|w| w.request.broadcast == broadcast && (w.until.is_some() || !lingering));
         self.waiting = keep;
-        for (key, stream, request) in due {
-            self.subscribe(key, stream, request, sessions);
+        for w in due {
+            self.subscribe(w.key, w.stream, w.request, sessions);
         }
     }
 
     /// The session cancelled a request stream: a subscription or an announce interest.
     fn cancel<S: Sessions>(&mut self, key: SessionKey, stream: u64, sessions: &mut S) {
         self.waiting
-            .retain(|(s, id, _)| !(*s == key && *id == stream));
-        self.unheard
-            .retain(|(_, s, id, _)| !(*s == key && *id == stream));
+            .retain(|w| !(w.key == key && w.stream == stream));
         self.watchers
             .retain(|w| !(w.session == key && w.stream == stream));
         let Some(idx) = self
@@ -860,8 +867,7 @@ impl Relay {
 
     fn remove_session<S: Sessions>(&mut self, key: SessionKey, sessions: &mut S) {
         self.watchers.retain(|w| w.session != key);
-        self.waiting.retain(|(s, _, _)| *s != key);
-        self.unheard.retain(|(_, s, ..)| *s != key);
+        self.waiting.retain(|w| w.key != key);
         if sessions.left_abruptly(key) {
             self.linger_all(key, sessions);
         } else {

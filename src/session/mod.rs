@@ -258,8 +258,6 @@ pub struct Session {
     /// Streams with queued data or a pending FIN (each once, see `OutStream::dirty`); sorted
     /// at flush so older streams go first.
     dirty: Vec<u64>,
-    /// When the earliest FIN waiting to go alone may go (see [`send`]).
-    fin_wait: Option<Instant>,
     /// Scratch list for `flush`, kept to avoid an allocation per turn.
     flushing: Vec<u64>,
     /// Scratch list of readable streams, likewise.
@@ -326,7 +324,6 @@ impl Session {
             recv: HashMap::new(),
             send: HashMap::new(),
             dirty: Vec::new(),
-            fin_wait: None,
             flushing: Vec::new(),
             readable: Vec::new(),
             next_bidi: if server { 1 } else { 0 },
@@ -592,21 +589,17 @@ impl Session {
         }
         std::mem::swap(&mut self.flushing, &mut self.dirty);
         self.flushing.sort_unstable();
-        self.fin_wait = None;
         for i in 0..self.flushing.len() {
             let id = self.flushing[i];
             let Some(out) = self.send.get_mut(&id) else {
                 continue;
             };
             let before = out.queued();
-            let state = out.flush(&mut self.conn, id, now);
+            let state = out.flush(&mut self.conn, id);
             self.queued -= before - out.queued();
             match state {
-                Flushed::Pending => self.dirty.push(id),
-                Flushed::FinWait(due) => {
-                    self.dirty.push(id);
-                    self.fin_wait = Some(self.fin_wait.map_or(due, |t| t.min(due)));
-                }
+                // Looked at again at every flush; an ACK makes its session active.
+                Flushed::Pending | Flushed::AckWait => self.dirty.push(id),
                 Flushed::Idle => out.dirty = false,
                 Flushed::Done => {
                     self.send.remove(&id);
@@ -735,7 +728,6 @@ impl Session {
             self.expires_at,
             events,
             self.webtransport_deadline(),
-            self.fin_wait,
         ]
         .into_iter()
         .flatten()

@@ -5,20 +5,20 @@
 //!
 //! A FIN is written with the data of the same flush when it can. quiche 0.30 counts a
 //! stream's send side complete once its data is acknowledged, FIN or not
-//! (cloudflare/quiche#2525): a FIN written alone while the stream's last data is still in
-//! flight is dropped with the stream when that data's ACK comes first (the FIN still queued
-//! behind a full congestion window, or its packet lost), and the peer never sees the stream
-//! end. So a FIN with no data of its own, on a uni stream or a bidi stream the peer
-//! finished, waits until the last data had a probe timeout to be acknowledged, and for room
-//! in the congestion window; data lost meanwhile is sent again with the FIN on it.
+//! (cloudflare/quiche#2525): a FIN written alone while the stream's last data is still
+//! unacknowledged is dropped with the stream when that data's ACK comes first (the FIN still
+//! queued behind a full congestion window, or its packet lost), and the peer never sees the
+//! stream end. So a FIN with no data of its own, on a uni stream or a bidi stream the peer
+//! finished, waits until quiche has let go of every byte the stream handed it (every buffer
+//! carries the stream's [`Unacked`] handle), then for room in the congestion window. Its
+//! packet's loss is then repaired by quiche like any other.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::schedule::{group_urgency, CONTROL_URGENCY};
-use super::zc::{Conn, ZcBuf};
+use super::zc::{Conn, Unacked};
 
 /// Scheduling class of a stream we open (lower urgency is sent first by quiche).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +48,10 @@ pub enum Flushed {
     Pending,
     /// The peer stopped the stream (STOP_SENDING) with this code, or it is gone.
     Stopped(u64),
-    /// Everything is in quiche but the FIN, which waits until then (see the module docs).
-    FinWait(Instant),
+    /// Everything is in quiche but the FIN, which waits for the ACK of the data before it
+    /// (see the module docs).
+    AckWait,
 }
-
-/// The peer's largest ACK delay we plan for (RFC 9000's default `max_ack_delay`).
-const PEER_ACK_DELAY: Duration = Duration::from_millis(25);
 
 /// One stream's unsent data.
 #[derive(Debug)]
@@ -69,8 +67,8 @@ pub struct OutStream {
     pub dirty: bool,
     /// The sequence of the group it carries, if it is a group stream (for log lines).
     group: Option<u64>,
-    /// When data was last handed to quiche.
-    handed_at: Option<Instant>,
+    /// Carried by every buffer handed to quiche: whether some are unacknowledged.
+    unacked: Unacked,
 }
 
 impl OutStream {
@@ -85,7 +83,7 @@ impl OutStream {
             opened,
             dirty: false,
             group: None,
-            handed_at: None,
+            unacked: Unacked::default(),
         }
     }
 
@@ -123,23 +121,19 @@ impl OutStream {
 
     /// Moves as much as quiche accepts into the connection, the FIN too when it may go
     /// (see the module docs).
-    pub fn flush(&mut self, conn: &mut Conn, id: u64, now: Instant) -> Flushed {
+    pub fn flush(&mut self, conn: &mut Conn, id: u64) -> Flushed {
         let before = self.queued;
         let state = self.flush_data(conn, id);
-        // Handed over now, it is not sent yet: a FIN now leaves with it.
-        let handed = self.queued < before;
-        if handed {
-            self.handed_at = Some(now);
-        }
         if state != Flushed::Idle || !self.fin {
             return state;
         }
-        // A bidi stream the peer has not finished is not collected before its FIN is sent.
-        let at_risk = !super::wire_is_bidi(id) || conn.stream_finished(id);
-        if let Some(at) = self.handed_at.filter(|_| !handed && at_risk) {
-            let due = at + fin_alone_wait(conn);
-            if now < due {
-                return Flushed::FinWait(due);
+        // Data handed over now is not sent yet: a FIN now leaves with it. A bidi stream the
+        // peer has not finished is not collected before its FIN is sent.
+        let alone = self.queued == before;
+        let at_risk = alone && (!super::wire_is_bidi(id) || conn.stream_finished(id));
+        if at_risk {
+            if self.unacked.any() {
+                return Flushed::AckWait;
             }
             if conn.stream_capacity(id).is_ok_and(|room| room == 0) {
                 // A full congestion window would keep it in quiche while ACKs come in.
@@ -162,13 +156,13 @@ impl OutStream {
         while let Some(front) = self.chunks.front() {
             let len = front.len();
             // A clone is a refcount increment; on `Err` quiche drops what it was given.
-            match conn.stream_send_zc(id, ZcBuf(front.clone()), false) {
+            match conn.stream_send_zc(id, self.unacked.buf(front.clone()), false) {
                 Ok((written, rest)) => {
                     self.queued -= written;
                     self.mark_opened(conn, id);
                     match rest {
-                        Some(rest) if !rest.0.is_empty() => {
-                            self.chunks[0] = rest.0;
+                        Some(rest) if !rest.bytes.is_empty() => {
+                            self.chunks[0] = rest.bytes;
                             return Flushed::Pending;
                         }
                         _ if written < len => {
@@ -215,11 +209,4 @@ impl OutStream {
             let _ = conn.stream_priority(id, self.urgency, self.incremental);
         }
     }
-}
-
-/// How long a FIN with no data of its own waits after the stream's last data went to quiche:
-/// a probe timeout (RFC 9002 section 6.2.1), by when that data is acknowledged unless lost.
-fn fin_alone_wait(conn: &Conn) -> Duration {
-    let path = conn.path_stats().find(|p| p.active);
-    path.map_or(Duration::ZERO, |p| p.rtt + 4 * p.rttvar) + PEER_ACK_DELAY
 }

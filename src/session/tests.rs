@@ -772,3 +772,54 @@ fn a_group_end_after_its_frames_went_out_survives_their_ack_coming_first() {
         "the client read the group's end"
     );
 }
+
+/// The other half of cloudflare/quiche#2525: a FIN written alone while the group's frames
+/// are unacknowledged is lost with the stream if the packet carrying it is lost and the
+/// frames' ACK (late: a slow return path, a lost ACK) is read after it was written. So the
+/// FIN waits for that ACK, however late it comes.
+#[test]
+fn a_group_end_waits_for_its_frames_ack_so_a_late_ack_cannot_take_a_lost_fin_with_it() {
+    let mut pair = Pair::new(Version::Lite05);
+    let sub = pair.subscribe(0, true, Duration::ZERO);
+    pair.server.subscribe_ok(sub, 0);
+    pair.pump();
+    let group = pair.server.open_group(sub, 0).unwrap();
+    let payload = Bytes::from(vec![0x5a; 3000]);
+    pair.server
+        .send_frame(group, &Frame::new(payload.clone(), 0, 0));
+    let mut buf = vec![0u8; 65536];
+    // The frame reaches the client; the client's ACK of it is held back.
+    assert!(carry(
+        &mut pair.server,
+        &mut pair.client,
+        SERVER,
+        CLIENT,
+        pair.now,
+        &mut buf
+    ));
+    pair.client.conn_mut().send_ack_eliciting().unwrap();
+    // The group ends long after its frame went out (far past a probe timeout), and
+    // whatever the server sends then is lost.
+    pair.now += Duration::from_millis(500);
+    pair.server.finish_group(group);
+    pair.server.flush(pair.now);
+    while pair.server.conn_mut().send(&mut buf).is_ok() {}
+    // The ACK arrives at last; from here on, nothing is lost.
+    assert!(carry(
+        &mut pair.client,
+        &mut pair.server,
+        CLIENT,
+        SERVER,
+        pair.now,
+        &mut buf
+    ));
+    pair.pump();
+    pair.now += Duration::from_secs(1);
+    pair.pump();
+    assert_eq!(frames_of(&pair.client_events, 0), vec![payload]);
+    assert_eq!(
+        group_end(&pair.client_events, 0),
+        Some(None),
+        "the client read the group's end"
+    );
+}

@@ -338,7 +338,7 @@ fn fanout_allocations(subscribers: usize, webtransport: bool) -> Fanout {
         world.clients[publisher].session.finish_group(group);
         world.pump();
         // The relay's FINs come alone, after its frames: they wait for those frames' ACKs
-        // (a probe timeout, see `session::send`).
+        // (see `session::send`), which the clients send once their ACK delay is over.
         world.skew += std::time::Duration::from_secs(1);
         world.pump();
         per_group += ours(world) - before;
@@ -514,8 +514,8 @@ fn relay_memory_returns_to_baseline_after_thousands_of_groups() {
     eprintln!("relay heap with everyone gone: {short} bytes after 500 groups, {long} after 20000");
     // What stays is capacity kept by maps and scratch lists, which depends on how the end
     // (connections draining, announcements held for ending subscriptions) and the most
-    // group streams open at once (a group's end sent alone waits a probe timeout, on the
-    // real clock) interleave with the clock: measured 0-4.8 KB apart between runs, in a
+    // group streams open at once (a group's end sent alone waits for the ACK of its
+    // frames, on the real clock) interleave with the clock: measured 0-4.8 KB apart between runs, in a
     // few fixed steps. Nothing is held per group: one byte per group would be 19.5 KB.
     assert!(
         long - short < 8192,
