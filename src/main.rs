@@ -930,12 +930,13 @@ fn relay(args: RelayArgs) -> Result<(), String> {
     let alpns: Vec<String> = versions.iter().map(|v| v.to_string()).collect();
     let on_bound = Box::new(move |addr: SocketAddr| {
         use std::io::Write;
-        // After the UDP bind, so `--bind ...:0` shares its port with the side door.
+        // After the UDP bind, so `--bind ...:0` shares its port with the side door (if
+        // that number is taken over TCP, `shard::run` draws another and calls again).
         let http = match http {
             Some(bind) => {
                 let site = moqring::http::Site {
-                    fingerprint: shown,
-                    metrics,
+                    fingerprint: shown.clone(),
+                    metrics: metrics.clone(),
                 };
                 let bind = bind.unwrap_or(addr);
                 let bound = moqring::http::start(bind, site).map_err(|e| {

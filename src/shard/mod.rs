@@ -23,6 +23,7 @@ mod table;
 mod timers;
 
 use std::cell::Cell;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -94,22 +95,49 @@ pub struct ShardConfig {
 }
 
 /// Reports the bound address once the sockets are open (before the shards start); an
-/// error stops the relay.
-pub type OnBound = Box<dyn FnOnce(SocketAddr) -> std::io::Result<()> + Send>;
+/// error stops the relay, but for `AddrInUse` on a drawn port (see [`PORT_DRAWS`]).
+pub type OnBound = Box<dyn FnMut(SocketAddr) -> std::io::Result<()> + Send>;
+
+/// How often a port is drawn for `--bind host:0` when [`OnBound`] finds the number taken
+/// (the HTTP side door shares it over TCP, where another program may hold it).
+const PORT_DRAWS: u32 = 8;
+
+/// Binds the shards' sockets to `addr` and reports them to `on_bound`; a port drawn for
+/// `addr` with port 0 is drawn again if `on_bound` finds its number taken.
+fn bind(
+    addr: SocketAddr,
+    shards: usize,
+    steer: bool,
+    on_bound: &mut OnBound,
+) -> std::io::Result<steer::Group> {
+    let mut draws = 1;
+    loop {
+        let group = steer::bind_group(addr, shards, steer)?;
+        let bound = group.sockets[0].local_addr()?;
+        info!(addr = %bound, shards, steered = group.steered, "relay sockets bound");
+        match on_bound(bound) {
+            Ok(()) => return Ok(group),
+            Err(e)
+                if e.kind() == ErrorKind::AddrInUse && addr.port() == 0 && draws < PORT_DRAWS =>
+            {
+                info!(addr = %bound, "{e}; drawing another port");
+                draws += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// Binds the relay's sockets, starts one thread per shard and runs until a shard fails or
 /// every shard has drained.
-pub fn run(config: ShardConfig, on_bound: OnBound) -> std::io::Result<()> {
+pub fn run(config: ShardConfig, mut on_bound: OnBound) -> std::io::Result<()> {
     let shards = config.quic.len();
     if shards == 0 || shards > MAX_SHARDS {
         return Err(std::io::Error::other(format!(
             "shard count {shards} out of range 1..={MAX_SHARDS}"
         )));
     }
-    let group = steer::bind_group(config.bind, shards, config.steer)?;
-    let addr = group.sockets[0].local_addr()?;
-    info!(%addr, shards, steered = group.steered, "relay sockets bound");
-    on_bound(addr)?;
+    let group = bind(config.bind, shards, config.steer, &mut on_bound)?;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| flume::bounded::<Mail>(MAILBOX_CAPACITY))
         .unzip();

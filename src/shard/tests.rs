@@ -524,3 +524,57 @@ fn relay_memory_returns_to_baseline_after_thousands_of_groups() {
     );
     assert!(long < 128 * 1024, "{long} bytes still allocated");
 }
+
+/// `--bind host:0`: the HTTP side door takes the drawn port's number over TCP; when that is
+/// taken, the relay draws another port instead of failing. A port that was asked for is
+/// not changed, and the drawing ends.
+#[test]
+fn a_drawn_port_whose_number_is_taken_is_drawn_again() {
+    use std::sync::{Arc, Mutex};
+    let taken = || Err(std::io::Error::from(std::io::ErrorKind::AddrInUse));
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let calls = seen.clone();
+    let mut on_bound: super::OnBound = Box::new(move |addr| {
+        calls.lock().unwrap().push(addr);
+        if calls.lock().unwrap().len() < 3 {
+            taken()
+        } else {
+            Ok(())
+        }
+    });
+    let group = super::bind(any, 2, false, &mut on_bound).expect("a third port works");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(group.sockets.len(), 2);
+    assert_eq!(group.sockets[0].local_addr().unwrap(), seen[2]);
+    assert_ne!(seen[2].port(), 0);
+
+    // A port asked for: its error at once.
+    let asked = group.sockets[0].local_addr().unwrap();
+    drop(group);
+    let mut count = 0;
+    let mut refuse: super::OnBound = Box::new(move |_| {
+        count += 1;
+        assert_eq!(count, 1, "a port asked for is not drawn again");
+        taken()
+    });
+    let err = super::bind(asked, 1, false, &mut refuse)
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+
+    // Always taken: the drawing ends with the error.
+    let draws = Arc::new(Mutex::new(0));
+    let counted = draws.clone();
+    let mut always: super::OnBound = Box::new(move |_| {
+        *counted.lock().unwrap() += 1;
+        taken()
+    });
+    let err = super::bind(any, 1, false, &mut always)
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    assert_eq!(*draws.lock().unwrap(), super::PORT_DRAWS);
+}

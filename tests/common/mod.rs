@@ -700,16 +700,6 @@ impl RelayKind {
     }
 }
 
-/// Why a relay did not start.
-enum Spawn {
-    /// Its HTTP side door found the drawn port number taken over TCP: drawing again helps.
-    PortTaken(anyhow::Error),
-    Failed(anyhow::Error),
-}
-
-/// Starts of `moqring relay` tried when its drawn port is taken over TCP.
-const PORT_ATTEMPTS: u32 = 3;
-
 /// A running relay, killed on drop.
 pub struct Relay {
     pub kind: RelayKind,
@@ -755,19 +745,7 @@ impl Relay {
     async fn spawn_with_env(kind: RelayKind, extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         init_crypto();
         match &kind {
-            RelayKind::Moqring => {
-                for attempt in 1.. {
-                    match Self::spawn_moqring(extra, env).await {
-                        Err(Spawn::PortTaken(err)) if attempt < PORT_ATTEMPTS => say(&format!(
-                            "NOTE: moqring relay could not open its HTTP side door on the UDP \
-                             port it drew (taken over TCP); starting it again: {err:#}"
-                        )),
-                        Err(Spawn::PortTaken(err) | Spawn::Failed(err)) => return Err(err),
-                        Ok(relay) => return Ok(relay),
-                    }
-                }
-                unreachable!("the loop returns")
-            }
+            RelayKind::Moqring => Self::spawn_moqring(extra, env).await,
             RelayKind::External(template) => {
                 let port = free_udp_port()?;
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -796,15 +774,15 @@ impl Relay {
         }
     }
 
-    /// `moqring relay --bind 127.0.0.1:0` with `extra` and `env`, once.
-    async fn spawn_moqring(extra: &[&str], env: &[(&str, &str)]) -> Result<Self, Spawn> {
+    /// `moqring relay --bind 127.0.0.1:0` with `extra` and `env`.
+    async fn spawn_moqring(extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let mut cmd = moqring_command(["relay", "--bind", "127.0.0.1:0"]);
         cmd.args(extra);
         cmd.envs(env.iter().copied());
-        let mut proc = ChildProc::spawn("moqring relay", cmd).map_err(Spawn::Failed)?;
+        let mut proc = ChildProc::spawn("moqring relay", cmd)?;
         proc.close_stdin();
-        let stdout = proc.take_stdout().context("relay stdout");
-        let mut lines = BufReader::new(stdout.map_err(Spawn::Failed)?).lines();
+        let stdout = proc.take_stdout().context("relay stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
         let addr = within("the `moqring relay listening on` line", async {
             loop {
                 let Some(line) = lines.next_line().await? else {
@@ -827,16 +805,7 @@ impl Relay {
                 // The relay's last words reach its stderr after stdout closed.
                 let _ = proc.wait_for(Duration::from_secs(5)).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let log = proc.log_tail();
-                let err = proc.with_log(err);
-                // `--bind ...:0` gives the side door the UDP port's number over TCP,
-                // which another process may hold.
-                let taken = log.contains("http side door on") && log.contains("in use");
-                return Err(if taken {
-                    Spawn::PortTaken(err)
-                } else {
-                    Spawn::Failed(err)
-                });
+                return Err(proc.with_log(err));
             }
         };
         // Keep draining stdout so the relay never blocks on a full pipe.
